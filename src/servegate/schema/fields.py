@@ -1,0 +1,97 @@
+"""Field and entity declarations: the one place an entity's shape is written down.
+
+Store (DDL, columns), Admin API (endpoints, form coercion), validation and error messages all
+read these declarations; nothing else may restate an entity's fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+# Sentinel: the field has no default (absent stays absent / null on output).
+NO_DEFAULT: Any = object()
+
+# A custom check returns None when the value is fine, else Kong's error string.
+Check = Callable[[Any], "str | None"]
+# An entity check sees the whole (merged, defaulted) row and returns errors:
+# a list of "@entity" strings, or a dict field -> message for field-level errors.
+EntityCheck = Callable[[Mapping[str, Any]], "list[str] | dict[str, Any] | None"]
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of an entity or record.
+
+    type is one of: string, integer, number, boolean, array, set, map, record, foreign.
+    """
+
+    type: str
+    required: bool = False
+    default: Any = NO_DEFAULT
+    unique: bool = False
+    # auto: generated on insert when absent (uuid for id, timestamps, key-auth key).
+    auto: bool = False
+    # uuid: the string must be a UUID (message "expected a valid UUID").
+    uuid: bool = False
+    immutable: bool = False
+    # array / set
+    elements: Field | None = None
+    len_min: int | None = None
+    len_eq: int | None = None
+    # map
+    keys: Field | None = None
+    values: Field | None = None
+    # record: ordered (name, Field) pairs; Kong reports and returns them in this order.
+    fields: tuple[tuple[str, Field], ...] | None = None
+    # foreign
+    reference: str | None = None  # entity name, e.g. "services"
+    on_delete: str | None = None  # "cascade" or None (= restrict: FK violation on parent delete)
+    # value rules
+    one_of: tuple[Any, ...] | None = None
+    between: tuple[float, float] | None = None
+    gt: float | None = None
+    starts_with: str | None = None
+    checks: tuple[Check, ...] = ()
+    # A legacy alias accepted on input and echoed on output (rate-limiting's redis_*).
+    description: str = ""
+
+    def record_fields(self) -> dict[str, Field]:
+        return dict(self.fields or ())
+
+
+@dataclass(frozen=True)
+class Entity:
+    """An entity declaration (Kong's `kong/db/schema/entities/*.lua`, in our terms)."""
+
+    name: str  # table and collection name: "services", "keyauth_credentials"
+    fields: tuple[tuple[str, Field], ...]
+    primary_key: tuple[str, ...] = ("id",)
+    endpoint_key: str | None = None  # second lookup key in URLs: name, username, key
+    # Fields that together are UNIQUE (plugins: name+route+service+consumer; key-auth: key).
+    cache_key: tuple[str, ...] = ()
+    # Admin collection path when it differs from name ("key-auths").
+    admin_name: str | None = None
+    # Path segment when nested under its foreign parent ("key-auth" under /consumers/{c}).
+    nested_name: str | None = None
+    ttl: bool = False
+    entity_checks: tuple[EntityCheck, ...] = ()
+    # Input-only shorthands: name -> function(value) -> dict of fields to set (services.url).
+    shorthands: Mapping[str, Callable[[Any], dict[str, Any]]] = field(default_factory=dict)
+    # For plugins: the field whose value picks a subschema for "config".
+    subschema_key: str | None = None
+    # Whether Admin API generates endpoints for it (ratelimiting_metrics: no).
+    admin: bool = True
+    # Whether updated_at is maintained.
+    has_updated_at: bool = True
+
+    def field_map(self) -> dict[str, Field]:
+        return dict(self.fields)
+
+    def foreign_keys(self) -> dict[str, Field]:
+        return {n: f for n, f in self.fields if f.type == "foreign"}
+
+    @property
+    def collection(self) -> str:
+        return self.admin_name or self.name
