@@ -1,0 +1,3 @@
+from servegate.cli.main import main
+
+main()

@@ -1,0 +1,262 @@
+"""One servegate node: Admin API, proxy worker(s), and the loop that keeps each worker's snapshot fresh.
+
+With `workers = 1` everything runs in one process. With N > 1 the master process serves the Admin API and
+forks N proxy workers that share the proxy listeners through SO_REUSEPORT; each worker polls the store's
+config version and rebuilds its own snapshot, so a change made through any node reaches every worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from servegate.settings import Settings
+
+log = logging.getLogger("servegate")
+
+
+class StartupError(RuntimeError):
+    """A condition that stops start-up with one clear line (pending migrations, DB unreachable...)."""
+
+
+def setup_logging(level: str) -> None:
+    py_level = {"debug": logging.DEBUG, "info": logging.INFO, "notice": logging.INFO, "warn": logging.WARNING,
+                "error": logging.ERROR, "crit": logging.CRITICAL}[level]
+    logging.basicConfig(stream=sys.stdout, level=py_level, format="%(asctime)s [%(levelname)s] %(name)s: %(message)s")
+
+
+def install_event_loop_policy() -> None:
+    try:
+        import uvloop
+    except ImportError:  # uvloop is optional on platforms without it
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+async def open_ready_store(settings: Settings) -> Any:
+    """Connect, bootstrap an empty database, refuse to run on pending migrations."""
+    from servegate.store import open_store
+
+    store = open_store(settings)
+    try:
+        await store.connect()
+    except Exception as e:  # connection errors vary by driver; report them as one line
+        raise StartupError(f"cannot connect to the {settings.database} database: {e}") from None
+    state = await store.state()
+    if not state.bootstrapped:
+        log.info("database is empty: bootstrapping")
+        await store.bootstrap()
+    elif state.pending:
+        await store.close()
+        raise StartupError(
+            "the database has pending migrations: run 'servegate migrations up' "
+            "(then 'servegate migrations finish')"
+        )
+    return store
+
+
+class SnapshotFeed:
+    """Keeps a worker's snapshot in step with the store's config version."""
+
+    def __init__(self, store: Any, holder: Any, interval: float) -> None:
+        self.store, self.holder, self.interval = store, holder, interval
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+
+    async def refresh(self, force: bool = False) -> None:
+        from servegate.snapshot import load_snapshot
+
+        async with self._lock:
+            current = self.holder.current
+            if not force and current is not None:
+                version = await self.store.config_version()
+                if version == current.version:
+                    return
+            started = time.perf_counter()
+            snap = await load_snapshot(self.store)
+            self.holder.swap(snap)
+            log.debug("snapshot v%s built in %.1f ms", snap.version, (time.perf_counter() - started) * 1000)
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.refresh()
+            except Exception:  # the store may be briefly unreachable; keep serving the last snapshot
+                log.exception("cannot refresh configuration; serving the previous snapshot")
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._poll())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+async def start_admin(settings: Settings, store: Any, on_change: Any) -> Any:
+    from aiohttp import web
+
+    from servegate.admin import create_admin_app
+
+    if not settings.admin_listen:
+        return None
+    app = create_admin_app(store, settings, on_change=on_change)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    for listen in settings.admin_listen:
+        ssl_ctx = None
+        if listen.ssl:
+            from servegate.proxy.tls import server_ssl_context
+
+            ssl_ctx = server_ssl_context(settings)
+        site = web.TCPSite(runner, listen.host, listen.port, ssl_context=ssl_ctx, reuse_address=True)
+        await site.start()
+    log.info("admin API listening on %s", ", ".join(str(x) for x in settings.admin_listen))
+    return runner
+
+
+def _stop_event() -> asyncio.Event:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def run_worker(settings: Settings, *, with_admin: bool, store: Any | None = None) -> None:
+    """A proxy worker (and, for a single-process node, the Admin API too)."""
+    from servegate.proxy.server import ProxyServer
+    from servegate.snapshot import SnapshotHolder
+
+    stop = _stop_event()
+    if store is None:
+        store = await open_ready_store(settings)
+    holder = SnapshotHolder()
+    feed = SnapshotFeed(store, holder, settings.db_update_frequency)
+    await feed.refresh(force=True)
+    feed.start()
+    admin = await start_admin(settings, store, lambda: feed.refresh(force=True)) if with_admin else None
+    proxy = ProxyServer(settings, holder)
+    await proxy.start()
+    log.info("proxy listening on %s (pid %d)", ", ".join(str(x) for x in settings.proxy_listen), os.getpid())
+    await stop.wait()
+    log.info("stopping: finishing in-flight requests (up to %ss)", settings.graceful_timeout)
+    if admin is not None:
+        await admin.cleanup()
+    await proxy.stop(settings.graceful_timeout)
+    await feed.stop()
+    await store.close()
+
+
+async def run_master(settings: Settings, children: list[int]) -> None:
+    """Admin API only; workers serve the proxy. Stops the workers when stopped."""
+    stop = _stop_event()
+    store = await open_ready_store(settings)
+    admin = await start_admin(settings, store, _noop)
+    loop = asyncio.get_running_loop()
+
+    def reap() -> None:
+        # A worker that died unexpectedly brings the node down: a supervisor (Docker, systemd) restarts it.
+        for pid in list(children):
+            with contextlib.suppress(ChildProcessError):
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    children.remove(pid)
+                    log.error("worker %d exited (status %d); stopping", pid, status)
+                    stop.set()
+
+    loop.add_signal_handler(signal.SIGCHLD, reap)
+    await stop.wait()
+    loop.remove_signal_handler(signal.SIGCHLD)
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    if admin is not None:
+        await admin.cleanup()
+    await store.close()
+    deadline = time.monotonic() + settings.graceful_timeout + 5
+    for pid in children:
+        while time.monotonic() < deadline:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+async def _noop() -> None:
+    return None
+
+
+def _prepare(settings: Settings) -> None:
+    """Work that must happen once per node, before any fork (shared files under prefix)."""
+    Path(settings.prefix).mkdir(parents=True, exist_ok=True)
+    if any(listen.ssl for listen in settings.proxy_listen + settings.admin_listen):
+        from servegate.proxy.tls import ensure_certificate
+
+        ensure_certificate(settings)
+    with contextlib.suppress(ImportError):
+        from servegate.plugins import prepare_node
+
+        prepare_node(settings)
+
+
+def pid_file(settings: Settings) -> Path:
+    return Path(settings.prefix) / "servegate.pid"
+
+
+def start(settings: Settings) -> int:
+    """`servegate start`: runs in the foreground until SIGTERM/SIGINT. Returns the exit code."""
+    setup_logging(settings.log_level)
+    install_event_loop_policy()
+    _prepare(settings)
+    # Bootstrap or refuse before forking, so a pending migration is reported once and nothing starts.
+    try:
+        asyncio.run(_check_database(settings))
+    except StartupError as e:
+        print(f"Error: {e}", file=sys.stderr)
+        return 1
+    pid_file(settings).write_text(str(os.getpid()))
+    try:
+        if settings.workers == 1:
+            asyncio.run(run_worker(settings, with_admin=True))
+            return 0
+        children: list[int] = []
+        for _ in range(settings.workers):
+            pid = os.fork()
+            if pid == 0:
+                code = 0
+                try:
+                    install_event_loop_policy()
+                    asyncio.run(run_worker(settings, with_admin=False))
+                except BaseException:
+                    log.exception("worker failed")
+                    code = 1
+                finally:
+                    os._exit(code)
+            children.append(pid)
+        asyncio.run(run_master(settings, children))
+        return 0
+    except StartupError as e:
+        print(f"Error: {e}", file=sys.stderr)
+        return 1
+    finally:
+        with contextlib.suppress(OSError):
+            if pid_file(settings).read_text() == str(os.getpid()):
+                pid_file(settings).unlink()
+
+
+async def _check_database(settings: Settings) -> None:
+    store = await open_ready_store(settings)
+    await store.close()
