@@ -1,0 +1,363 @@
+"""`servegate setup`: bring a gateway to the stack's standard configuration through its Admin API.
+
+The job is declarative and convergent: it reads the wanted state from the environment, compares it with what the
+Admin API reports, and writes only what differs. A second run with the same environment therefore changes nothing,
+and re-running it after editing `.env` moves the gateway to the new values.
+
+What it manages:
+  * `vllm-service` / `sglang-service` (+ `vllm-route` `/v1/vllm`, `sglang-route` `/v1/sglang`), from
+    `VLLM_UPSTREAM_URL` / `SGLANG_UPSTREAM_URL`; an unset or empty URL skips that backend.
+  * `admin-api-service` pointing at the Admin API over loopback, route `admin-api-route` `/admin-api`,
+    and a `key-auth` plugin on that service.
+  * consumer `admin` holding exactly one key-auth credential: `SERVEGATE_ADMIN_API_KEY` or `KONG_ADMIN_API_KEY`.
+
+Timeouts (120 s) are set when a service is created; later runs leave them alone so that a timeout raised through
+the Admin API survives a re-run. The upstream address, however, always follows the environment.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import typer
+
+DEFAULT_ADMIN_URL = "http://127.0.0.1:8001"
+DEFAULT_WAIT_S = 60.0
+LLM_TIMEOUT_MS = 120_000
+# The value shipped in .env.example; worth a warning when it reaches a real deployment.
+EXAMPLE_ADMIN_KEY = "changeme-admin-key-secret"
+ADMIN_CONSUMER = "admin"
+
+Printer = Callable[[str], None]
+
+
+class SetupError(Exception):
+    """A step failed; the message is what the operator needs to see (never a secret)."""
+
+
+@dataclass(frozen=True)
+class Backend:
+    service: str
+    route: str
+    prefix: str
+    url_var: str
+
+
+BACKENDS = (
+    Backend("vllm-service", "vllm-route", "/v1/vllm", "VLLM_UPSTREAM_URL"),
+    Backend("sglang-service", "sglang-route", "/v1/sglang", "SGLANG_UPSTREAM_URL"),
+)
+
+
+class AdminClient:
+    """Minimal JSON client for the Admin API; stdlib only, so the job adds no runtime dependency."""
+
+    def __init__(self, base_url: str, timeout_s: float = 10.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout_s = timeout_s
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.base_url + path, data=data, method=method)
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        req.add_header("Accept", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
+                return resp.status, _decode(resp.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, _decode(exc.read())
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise SetupError(
+                f"{method} {path}: cannot reach the Admin API at {self.base_url}: {reason}"
+            ) from exc
+
+    def expect(
+        self, method: str, path: str, body: dict[str, Any] | None = None, ok: tuple[int, ...] = (200, 201)
+    ) -> Any:
+        status, payload = self.call(method, path, body)
+        if status not in ok:
+            raise SetupError(f"{method} {path} failed with HTTP {status}: {_message(payload)}")
+        return payload
+
+    def get_or_none(self, path: str) -> dict[str, Any] | None:
+        status, payload = self.call("GET", path)
+        if status == 404:
+            return None
+        if status != 200:
+            raise SetupError(f"GET {path} failed with HTTP {status}: {_message(payload)}")
+        return payload if isinstance(payload, dict) else None
+
+    def list_all(self, path: str) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        next_path: str | None = path
+        while next_path:
+            page = self.expect("GET", next_path, ok=(200,))
+            rows.extend(page.get("data") or [])
+            next_path = page.get("next")
+        return rows
+
+
+def _decode(raw: bytes) -> Any:
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode("utf-8", "replace").strip()
+
+
+def _message(payload: Any) -> str:
+    if isinstance(payload, dict) and payload.get("message"):
+        return str(payload["message"])
+    return str(payload) if payload else "(empty response)"
+
+
+def _q(name: str) -> str:
+    return urllib.parse.quote(name, safe="")
+
+
+# ----------------------------------------------------------------------------------------------- wanted state
+
+
+def upstream_fields(url: str) -> dict[str, Any]:
+    """Split a URL into the service fields the Admin API stores, so they can be compared field by field.
+
+    A URL we cannot split is passed on as the `url` shorthand, leaving the Admin API to word the error.
+    """
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return {"url": url}
+    if not parts.scheme or not parts.hostname:
+        return {"url": url}
+    if port is None:
+        port = 443 if parts.scheme == "https" else 80
+    return {"protocol": parts.scheme, "host": parts.hostname, "port": port, "path": parts.path or None}
+
+
+def shown_url(url: str) -> str:
+    """The URL as printed: any user:password part is masked."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return url
+    if "@" not in parts.netloc:
+        return url
+    return urllib.parse.urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
+
+
+def admin_upstream(env: Mapping[str, str], admin_url: str) -> str:
+    override = env.get("SERVEGATE_ADMIN_UPSTREAM", "").strip()
+    if override:
+        return override
+    # The proxy reaches its own Admin API over loopback, whatever name the setup job used to reach it.
+    try:
+        port = urllib.parse.urlsplit(admin_url).port or 8001
+    except ValueError:
+        port = 8001
+    return f"http://127.0.0.1:{port}"
+
+
+def admin_key(env: Mapping[str, str]) -> tuple[str, str] | None:
+    for var in ("SERVEGATE_ADMIN_API_KEY", "KONG_ADMIN_API_KEY"):
+        value = env.get(var, "")
+        if value:
+            return var, value
+    return None
+
+
+# ----------------------------------------------------------------------------------------------- steps
+
+
+def ensure_service(client: AdminClient, name: str, url: str, out: Printer) -> str:
+    wanted = upstream_fields(url)
+    path = f"/services/{_q(name)}"
+    label = f"service {name} -> {shown_url(url)}"
+    current = client.get_or_none(path)
+    if current is None:
+        row = client.expect(
+            "PUT", path, {**wanted, "read_timeout": LLM_TIMEOUT_MS, "write_timeout": LLM_TIMEOUT_MS}
+        )
+        out(f"{label}: created")
+        return str(row["id"])
+    if "url" in wanted or any(current.get(k) != v for k, v in wanted.items()):
+        row = client.expect("PATCH", path, wanted)
+        out(f"{label}: updated")
+        return str(row["id"])
+    out(f"{label}: unchanged")
+    return str(current["id"])
+
+
+def ensure_route(client: AdminClient, name: str, service_id: str, prefix: str, out: Printer) -> None:
+    wanted = {"service": {"id": service_id}, "paths": [prefix], "strip_path": True}
+    path = f"/routes/{_q(name)}"
+    current = client.get_or_none(path)
+    if current is None:
+        client.expect("PUT", path, wanted)
+        state = "created"
+    elif any(current.get(k) != v for k, v in wanted.items()):
+        client.expect("PATCH", path, wanted)
+        state = "updated"
+    else:
+        state = "unchanged"
+    out(f"route {name} {prefix} (strip_path): {state}")
+
+
+def ensure_key_auth(client: AdminClient, service: str, out: Printer) -> None:
+    plugins = client.list_all(f"/services/{_q(service)}/plugins")
+    found = [
+        p for p in plugins if p.get("name") == "key-auth" and not p.get("route") and not p.get("consumer")
+    ]
+    if not found:
+        # hide_credentials keeps the admin key from being forwarded to (and logged by) the Admin API.
+        client.expect(
+            "POST",
+            f"/services/{_q(service)}/plugins",
+            {"name": "key-auth", "config": {"hide_credentials": True}},
+        )
+        state = "created"
+    elif found[0].get("enabled") is False:
+        client.expect("PATCH", f"/plugins/{found[0]['id']}", {"enabled": True})
+        state = "re-enabled"
+    else:
+        state = "unchanged"
+    out(f"plugin key-auth on {service}: {state}")
+
+
+def ensure_admin_consumer(client: AdminClient, key_var: str, key: str, out: Printer) -> None:
+    path = f"/consumers/{_q(ADMIN_CONSUMER)}"
+    if client.get_or_none(path) is None:
+        client.expect("PUT", path, {"username": ADMIN_CONSUMER})
+        out(f"consumer {ADMIN_CONSUMER}: created")
+    else:
+        out(f"consumer {ADMIN_CONSUMER}: unchanged")
+
+    creds = client.list_all(f"{path}/key-auth")
+    matching = [c for c in creds if hmac.compare_digest(str(c.get("key", "")).encode(), key.encode())]
+    stale = [c for c in creds if c not in matching]
+    if not matching:
+        # Add the new key before removing old ones, so a failure never leaves the consumer without a key.
+        client.expect("POST", f"{path}/key-auth", {"key": key})
+    for cred in stale:
+        client.expect("DELETE", f"{path}/key-auth/{cred['id']}", ok=(204, 404))
+    if not matching:
+        state = "replaced" if stale else "created"
+    else:
+        state = "unchanged" if not stale else f"unchanged, {len(stale)} old credential(s) removed"
+    out(f"key-auth credential for {ADMIN_CONSUMER} (from {key_var}): {state}")
+    if key == EXAMPLE_ADMIN_KEY:
+        out(
+            f"warning: {key_var} still holds the example value from .env.example; change it before exposing the gateway"
+        )
+
+
+def wait_for_admin(client: AdminClient, wait_s: float, out: Printer) -> None:
+    out(f"waiting for the Admin API at {client.base_url} (up to {wait_s:g} s)")
+    deadline = time.monotonic() + wait_s
+    last = "no answer yet"
+    while True:
+        try:
+            status, payload = client.call("GET", "/")
+            if status == 200:
+                version = payload.get("version", "?") if isinstance(payload, dict) else "?"
+                out(f"Admin API is up (Kong-compatible version {version})")
+                return
+            last = f"HTTP {status}: {_message(payload)}"
+        except SetupError as exc:
+            last = str(exc)
+        if time.monotonic() >= deadline:
+            raise SetupError(f"the Admin API did not become ready within {wait_s:g} s ({last})")
+        time.sleep(0.5)
+
+
+# ----------------------------------------------------------------------------------------------- entry points
+
+
+def _wait_seconds(env: Mapping[str, str]) -> float:
+    raw = env.get("SERVEGATE_SETUP_WAIT", "").strip()
+    if not raw:
+        return DEFAULT_WAIT_S
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise SetupError(f"invalid SERVEGATE_SETUP_WAIT: {raw!r} is not a number of seconds") from exc
+    if value < 0:
+        raise SetupError("invalid SERVEGATE_SETUP_WAIT: must not be negative")
+    return value
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def run_setup(
+    env: Mapping[str, str] | None = None,
+    *,
+    out: Printer = print,
+    err: Printer | None = None,
+    wait_s: float | None = None,
+) -> int:
+    """Run every step; return the process exit status (0 ok, 1 failure). Errors go to `err` (stderr)."""
+    env = os.environ if env is None else env
+    err = err or _stderr
+    admin_url = env.get("SERVEGATE_ADMIN_URL", "").strip() or DEFAULT_ADMIN_URL
+    client = AdminClient(admin_url)
+    try:
+        wait_for_admin(client, _wait_seconds(env) if wait_s is None else wait_s, out)
+        for backend in BACKENDS:
+            url = env.get(backend.url_var, "").strip()
+            if not url:
+                out(f"{backend.url_var} is not set: skipping {backend.service} and {backend.route}")
+                continue
+            service_id = ensure_service(client, backend.service, url, out)
+            ensure_route(client, backend.route, service_id, backend.prefix, out)
+
+        admin_service_id = ensure_service(client, "admin-api-service", admin_upstream(env, admin_url), out)
+        ensure_route(client, "admin-api-route", admin_service_id, "/admin-api", out)
+        ensure_key_auth(client, "admin-api-service", out)
+
+        key = admin_key(env)
+        if key is None:
+            out(
+                "SERVEGATE_ADMIN_API_KEY / KONG_ADMIN_API_KEY not set: no admin credential, /admin-api stays closed"
+            )
+        else:
+            ensure_admin_consumer(client, key[0], key[1], out)
+    except SetupError as exc:
+        err(f"setup failed: {exc}")
+        return 1
+    out("setup complete")
+    return 0
+
+
+def setup(
+    wait: Annotated[
+        float | None,
+        typer.Option(help="Seconds to wait for the Admin API (default: SERVEGATE_SETUP_WAIT or 60)."),
+    ] = None,
+) -> None:
+    """Create or update the standard services, routes, key-auth plugin and admin consumer (idempotent).
+
+    Reads VLLM_UPSTREAM_URL, SGLANG_UPSTREAM_URL and SERVEGATE_ADMIN_API_KEY (or KONG_ADMIN_API_KEY);
+    talks to the Admin API at SERVEGATE_ADMIN_URL (default http://127.0.0.1:8001).
+    """
+    code = run_setup(wait_s=wait)
+    if code:
+        raise typer.Exit(code)
+
+
+if __name__ == "__main__":
+    sys.exit(run_setup())
