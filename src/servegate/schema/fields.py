@@ -85,6 +85,9 @@ class Entity:
     admin: bool = True
     # Whether updated_at is maintained.
     has_updated_at: bool = True
+    # Defaults that depend on other input fields (routes: grpc protocols default strip_path to
+    # false): row -> {field: default}, applied before the static defaults.
+    default_overrides: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
 
     def field_map(self) -> dict[str, Field]:
         return dict(self.fields)
