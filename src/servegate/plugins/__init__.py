@@ -1,0 +1,77 @@
+"""Bundled plugins: handler registry and loading.
+
+`load_all()` imports every bundled plugin module; each module calls `register(PluginClass)`,
+which records the handler here and its config schema in `servegate.schema.plugins`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any
+
+from servegate.plugins.base import Context, Exit, Lookups, Plugin
+
+__all__ = ["Context", "Exit", "Lookups", "Plugin", "BUNDLED", "get_handler", "handlers", "load_all", "register"]
+
+# Module names of the bundled plugins, in no particular order (the runner orders by PRIORITY).
+BUNDLED: tuple[str, ...] = ("key_auth", "rate_limiting")
+
+_HANDLERS: dict[str, Plugin] = {}
+_loaded = False
+
+
+def _register_schema(cls: type[Plugin]) -> None:
+    try:
+        from servegate.schema.plugins import register_plugin
+    except ImportError:  # schema registry not available (yet): handlers still work
+        return
+    kwargs: dict[str, Any] = {
+        "priority": cls.PRIORITY,
+        "version": cls.VERSION,
+        "config": cls.config_schema,
+        "no_consumer": cls.no_consumer,
+        "protocols_default": cls.protocols_default,
+    }
+    # Optional registry features (entity checks, deprecated config aliases): passed when the
+    # registry accepts them, so the plugin declarations stay the single source either way.
+    extras = {
+        "entity_checks": cls.entity_checks,
+        "config_shorthands": cls.config_shorthands,
+        "config_echo": cls.config_echo,
+    }
+    params = inspect.signature(register_plugin).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    for k, v in extras.items():
+        if v and (takes_any or k in params):
+            kwargs[k] = v
+    register_plugin(cls.name, **kwargs)
+
+
+def register(cls: type[Plugin]) -> type[Plugin]:
+    """Register a plugin class (usable as a decorator). Idempotent per name."""
+    if cls.name not in _HANDLERS:
+        _HANDLERS[cls.name] = cls()
+        _register_schema(cls)
+    return cls
+
+
+def load_all() -> dict[str, Plugin]:
+    """Import every bundled plugin (registering handlers and schemas); returns the handlers."""
+    global _loaded
+    if not _loaded:
+        for mod in BUNDLED:
+            importlib.import_module(f"servegate.plugins.{mod}")
+        _loaded = True
+    return dict(_HANDLERS)
+
+
+def handlers() -> dict[str, Plugin]:
+    """Registered handler instances by plugin name (loads the bundled ones first)."""
+    if not _loaded:
+        load_all()
+    return _HANDLERS
+
+
+def get_handler(name: str) -> Plugin | None:
+    return handlers().get(name)

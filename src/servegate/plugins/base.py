@@ -1,0 +1,259 @@
+"""Plugin base class, the request Context plugins act through, and the Exit signal.
+
+A plugin never sees the proxy's internals. The proxy builds one `Context` per request, the plugin
+phase plan calls the hooks with it, and the proxy applies what the hooks recorded on it (upstream
+header/query/body changes, extra response headers) or renders the `Exit` a hook raised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+from urllib.parse import quote, unquote_plus
+
+from servegate.schema.fields import Field
+
+# kong.response.error's message for a status when the caller gave none (kong-compat §5.5).
+DEFAULT_MESSAGES: dict[int, str] = {
+    400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Payload too large",
+    415: "Unsupported media type",
+    426: "Upgrade required",
+    429: "Too many requests",
+    500: "An unexpected error occurred",
+    502: "An invalid response was received from the upstream server",
+    503: "The upstream server is currently unavailable",
+    504: "The upstream server is timing out",
+}
+
+QueryValue = str | bool | list[str | bool]
+HookResult = Awaitable[None] | None
+
+
+class Exit(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """Raised by `Context.exit`: the proxy answers with `status` and a §5.5 path-1 error body.
+
+    `message` is always a string (the status default when the plugin gave none); `headers`
+    are added to the Kong-generated response together with `Context.response_headers`.
+    """
+
+    __slots__ = ("status", "message", "headers")
+
+    def __init__(self, status: int, message: str | None = None,
+                 headers: Mapping[str, str] | None = None) -> None:
+        if message is None:
+            message = DEFAULT_MESSAGES.get(status, f"The upstream server responded with {status}")
+        super().__init__(status, message)
+        self.status = status
+        self.message = message
+        self.headers = dict(headers) if headers else None
+
+
+class Context:
+    """Per-request view for plugins. Cheap to build: parsing happens on first use.
+
+    Request side (read): method, path (normalized, no query), raw_query, query(), headers
+    (lower-case name -> str, or list[str] when repeated), client_ip, scheme, route, service,
+    request_id, body().
+    Identity (read/write, set by auth plugins): consumer, credential (rows or None).
+    Recorded for the proxy: upstream_headers (lower name -> (name, value or None = remove)),
+    upstream_query (encoded query string replacing the client's, or None), upstream_body,
+    response_headers (added to the downstream response, proxied or Kong-generated).
+    Response side (header_filter/log phases): response_status, downstream_headers.
+    """
+
+    __slots__ = (
+        "method", "path", "raw_query", "headers", "client_ip", "scheme", "route", "service",
+        "request_id", "consumer", "credential",
+        "upstream_headers", "upstream_query", "upstream_body", "response_headers",
+        "response_status", "downstream_headers", "shared", "collected",
+        "_query", "_body", "_read_body",
+    )
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        raw_query: str = "",
+        headers: Mapping[str, str | list[str]] | None = None,
+        client_ip: str = "",
+        *,
+        scheme: str = "http",
+        route: Mapping[str, Any] | None = None,
+        service: Mapping[str, Any] | None = None,
+        request_id: str = "",
+        read_body: Callable[[], Awaitable[bytes]] | None = None,
+        body: bytes | None = None,
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.raw_query = raw_query
+        self.headers: Mapping[str, str | list[str]] = headers if headers is not None else {}
+        self.client_ip = client_ip
+        self.scheme = scheme
+        self.route = route
+        self.service = service
+        self.request_id = request_id
+        self.consumer: Mapping[str, Any] | None = None
+        self.credential: Mapping[str, Any] | None = None
+        self.upstream_headers: dict[str, tuple[str, str | None]] | None = None
+        self.upstream_query: str | None = None
+        self.upstream_body: bytes | None = None
+        self.response_headers: list[tuple[str, str]] | None = None
+        self.response_status: int | None = None
+        self.downstream_headers: Any = None
+        # kong.ctx.shared: plugins exchanging state within one request.
+        self.shared: dict[str, Any] | None = None
+        # (handler, conf) pairs the plan collected in access for header_filter/log.
+        self.collected: list[tuple[Plugin, Any]] | None = None
+        self._query: dict[str, QueryValue] | None = None
+        self._body = body
+        self._read_body = read_body
+
+    # -- request ---------------------------------------------------------------------------------
+    def query(self) -> dict[str, QueryValue]:
+        """Decoded query args in order; a repeated name gives a list, a name without `=` gives True."""
+        q = self._query
+        if q is None:
+            q = self._query = parse_query(self.raw_query)
+        return q
+
+    def header(self, name: str) -> str | None:
+        """First value of a request header (name matched case-insensitively)."""
+        v = self.headers.get(name.lower())
+        if isinstance(v, list):
+            return v[0] if v else None
+        return v
+
+    async def body(self) -> bytes:
+        """The raw request body (read once; b"" when there is none)."""
+        if self._body is None:
+            self._body = await self._read_body() if self._read_body is not None else b""
+        return self._body
+
+    # -- upstream request changes ----------------------------------------------------------------
+    def set_upstream_header(self, name: str, value: str) -> None:
+        if self.upstream_headers is None:
+            self.upstream_headers = {}
+        self.upstream_headers[name.lower()] = (name, value)
+
+    def clear_upstream_header(self, name: str) -> None:
+        if self.upstream_headers is None:
+            self.upstream_headers = {}
+        self.upstream_headers[name.lower()] = (name, None)
+
+    def set_query(self, args: Mapping[str, QueryValue]) -> None:
+        """Replace the upstream query string with `args` (encoded like ngx.encode_args)."""
+        self.upstream_query = encode_query(args)
+
+    def set_body(self, body: bytes) -> None:
+        """Replace the upstream request body (the proxy fixes Content-Length)."""
+        self.upstream_body = body
+
+    # -- downstream ------------------------------------------------------------------------------
+    def add_response_header(self, name: str, value: str) -> None:
+        if self.response_headers is None:
+            self.response_headers = []
+        self.response_headers.append((name, value))
+
+    def exit(self, status: int, message: str | None = None,
+             headers: Mapping[str, str] | None = None) -> None:
+        raise Exit(status, message, headers)
+
+
+def parse_query(raw: str) -> dict[str, QueryValue]:
+    out: dict[str, QueryValue] = {}
+    if not raw:
+        return out
+    for part in raw.split("&"):
+        if not part:
+            continue
+        name, eq, value = part.partition("=")
+        key = unquote_plus(name)
+        if not key:
+            continue
+        v: str | bool = unquote_plus(value) if eq else True
+        prev = out.get(key)
+        if prev is None:
+            out[key] = v
+        elif isinstance(prev, list):
+            prev.append(v)
+        else:
+            out[key] = [prev, v]
+    return out
+
+
+def _esc(s: str) -> str:
+    return quote(s, safe="-_.~")
+
+
+def encode_query(args: Mapping[str, QueryValue]) -> str:
+    parts: list[str] = []
+    for key, value in args.items():
+        values = value if isinstance(value, list) else [value]
+        for v in values:
+            if v is True:
+                parts.append(_esc(key))
+            elif v is False:
+                continue
+            else:
+                parts.append(_esc(key) + "=" + _esc(str(v)))
+    return "&".join(parts)
+
+
+@dataclass
+class Lookups:
+    """Snapshot data a plugin may bind to when it compiles its config (never mutated)."""
+
+    consumers_by_id: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    credentials_by_key: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # When the snapshot was read (epoch seconds): a credential's `ttl` counts from here.
+    loaded_at: float = 0.0
+    # Per-snapshot data plugins derive at compile time (shared by all instances of a plugin).
+    derived: dict[str, Any] = field(default_factory=dict)
+    _by_username: dict[str, Mapping[str, Any]] | None = None
+
+    def consumer_by_id_or_username(self, ref: str) -> Mapping[str, Any] | None:
+        c = self.consumers_by_id.get(ref)
+        if c is not None:
+            return c
+        if self._by_username is None:
+            self._by_username = {
+                row["username"]: row for row in self.consumers_by_id.values() if row.get("username")
+            }
+        return self._by_username.get(ref)
+
+
+class Plugin:
+    """A bundled plugin: a name, a PRIORITY, a config schema and phase hooks.
+
+    Subclasses define any of `access(ctx, conf)`, `header_filter(ctx, conf)`, `log(ctx, conf)`;
+    each returns None or an awaitable. `compile(row, lookups)` turns a stored plugin row into
+    the `conf` object the hooks receive; it runs once per snapshot, never per request.
+    """
+
+    name: ClassVar[str]
+    PRIORITY: ClassVar[int]
+    VERSION: ClassVar[str]
+    config_schema: ClassVar[Field]
+    no_consumer: ClassVar[bool] = False
+    protocols_default: ClassVar[tuple[str, ...]] = ("grpc", "grpcs", "http", "https")
+    # Entity checks over the whole plugin row (EntityCheck signature, see schema.fields).
+    entity_checks: ClassVar[tuple[Callable[[Mapping[str, Any]], Any], ...]] = ()
+    # Deprecated config aliases: name -> (Field, func(value) -> dict deep-merged into config).
+    config_shorthands: ClassVar[dict[str, tuple[Field, Callable[[Any], dict[str, Any]]]]] = {}
+    # Aliases echoed on output: name -> path inside config.
+    config_echo: ClassVar[dict[str, tuple[str, ...]]] = {}
+
+    access: Callable[[Context, Any], HookResult] | None = None
+    header_filter: Callable[[Context, Any], HookResult] | None = None
+    log: Callable[[Context, Any], HookResult] | None = None
+
+    def compile(self, row: Mapping[str, Any], lookups: Lookups) -> Any:
+        return row.get("config")

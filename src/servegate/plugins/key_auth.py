@@ -1,0 +1,209 @@
+"""key-auth: authenticate a consumer by an API key from a header, query arg or body field (§6.1)."""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Awaitable, Mapping
+from typing import Any
+
+from servegate import KONG_VERSION
+from servegate.plugins import body as body_codec
+from servegate.plugins import checks, register
+from servegate.plugins.base import Context, Lookups, Plugin
+from servegate.schema.fields import Field
+
+ERR_NO_KEY = "No API key found in request"
+ERR_DUPLICATE = "Duplicate API key found"
+ERR_INVALID = "Unauthorized"
+
+H_CONSUMER_ID = "X-Consumer-ID"
+H_CONSUMER_CUSTOM_ID = "X-Consumer-Custom-ID"
+H_CONSUMER_USERNAME = "X-Consumer-Username"
+H_CREDENTIAL = "X-Credential-Identifier"
+H_ANONYMOUS = "X-Anonymous-Consumer"
+
+CONFIG = Field(
+    type="record",
+    required=True,
+    fields=(
+        ("key_names", Field(type="array", required=True, default=["apikey"],
+                            elements=Field(type="string", checks=(checks.header_name,)))),
+        ("hide_credentials", Field(type="boolean", required=True, default=False)),
+        ("anonymous", Field(type="string")),
+        ("key_in_header", Field(type="boolean", required=True, default=True)),
+        ("key_in_query", Field(type="boolean", required=True, default=True)),
+        ("key_in_body", Field(type="boolean", required=True, default=False)),
+        ("run_on_preflight", Field(type="boolean", required=True, default=True)),
+        ("realm", Field(type="string")),
+    ),
+)
+
+
+class _Fail(Exception):  # noqa: N818 - internal signal: authentication failed with a 401 message
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+class KeyAuthConf:
+    __slots__ = ("names", "hide", "anonymous", "in_header", "in_query", "in_body",
+                 "run_on_preflight", "www_auth", "lookups", "expiry")
+
+    def __init__(self, config: Mapping[str, Any], lookups: Lookups, expiry: Mapping[str, float]) -> None:
+        # (name as configured, header to look up, fallback header with '_' as '-')
+        self.names = tuple(
+            (n, n.lower(), n.lower().replace("_", "-") if "_" in n else None)
+            for n in config.get("key_names") or ("apikey",)
+        )
+        self.hide = bool(config.get("hide_credentials"))
+        self.anonymous: str | None = config.get("anonymous") or None
+        self.in_header = config.get("key_in_header", True) is not False
+        self.in_query = config.get("key_in_query", True) is not False
+        self.in_body = bool(config.get("key_in_body"))
+        self.run_on_preflight = config.get("run_on_preflight", True) is not False
+        realm = config.get("realm")
+        self.www_auth = f'Key realm="{realm}"' if realm is not None else "Key"
+        self.lookups = lookups
+        self.expiry = expiry
+
+
+def _credential_expiry(lookups: Lookups) -> dict[str, float]:
+    """Absolute expiry (epoch s) of every credential created with a ttl, by credential id."""
+    out: dict[str, float] = {}
+    for cred in lookups.credentials_by_key.values():
+        exp = cred.get("expires_at")
+        if exp is None and cred.get("ttl") is not None:
+            exp = lookups.loaded_at + float(cred["ttl"])
+        if exp is not None:
+            out[cred["id"]] = float(exp)
+    return out
+
+
+class KeyAuth(Plugin):
+    name = "key-auth"
+    PRIORITY = 1250
+    VERSION = KONG_VERSION
+    config_schema = CONFIG
+    no_consumer = True
+    protocols_default = ("grpc", "grpcs", "http", "https")
+
+    def compile(self, row: Mapping[str, Any], lookups: Lookups) -> KeyAuthConf:
+        expiry = lookups.derived.get("key-auth:expiry")
+        if expiry is None:
+            expiry = lookups.derived["key-auth:expiry"] = _credential_expiry(lookups)
+        return KeyAuthConf(row.get("config") or {}, lookups, expiry)
+
+    def access(self, ctx: Context, conf: KeyAuthConf) -> Awaitable[None] | None:  # type: ignore[override]
+        if not conf.run_on_preflight and ctx.method == "OPTIONS":
+            return None
+        # Logical OR with another auth plugin that already authenticated the request.
+        if conf.anonymous is not None and ctx.credential is not None:
+            return None
+        if conf.in_body:
+            return self._access_with_body(ctx, conf)
+        self._run(ctx, conf, None, None)
+        return None
+
+    async def _access_with_body(self, ctx: Context, conf: KeyAuthConf) -> None:
+        content_type = ctx.header("content-type")
+        raw = await ctx.body()
+        self._run(ctx, conf, body_codec.decode(content_type, raw), (content_type, raw))
+
+    def _run(self, ctx: Context, conf: KeyAuthConf, body: dict[str, Any] | None,
+             raw_body: tuple[str | None, bytes] | None) -> None:
+        try:
+            consumer, credential = self._authenticate(ctx, conf, body, raw_body)
+        except _Fail as fail:
+            if conf.anonymous is None:
+                ctx.exit(401, fail.message, {"WWW-Authenticate": conf.www_auth})
+            anon = conf.lookups.consumer_by_id_or_username(conf.anonymous)
+            if anon is None:
+                ctx.exit(500)
+            _set_consumer(ctx, anon, None)
+            return
+        _set_consumer(ctx, consumer, credential)
+
+    def _authenticate(self, ctx: Context, conf: KeyAuthConf, body: dict[str, Any] | None,
+                      raw_body: tuple[str | None, bytes] | None) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
+        key: str | None = None
+        headers = ctx.headers
+        for name, hname, alt in conf.names:
+            v: Any = None
+            found_header = None
+            if conf.in_header:
+                v = headers.get(hname)
+                found_header = hname
+                if v is None and alt is not None:
+                    v = headers.get(alt)
+                    found_header = alt
+            if v is None and conf.in_query:
+                v = ctx.query().get(name)
+            if v is None and body is not None:
+                v = body.get(name)
+            if isinstance(v, str):
+                key = v
+                if conf.hide:
+                    _hide(ctx, name, found_header if conf.in_header else None, raw_body)
+                break
+            if isinstance(v, (list, dict)):
+                raise _Fail(ERR_DUPLICATE)
+        if not key:
+            raise _Fail(ERR_NO_KEY)
+
+        # Python's str hash is SipHash keyed with a per-process random secret, so how long a dict
+        # probe takes does not depend on how much of a guessed key matches a stored one; string
+        # equality (a memcmp) only runs on a full 64-bit keyed-hash match. The hit is confirmed
+        # with compare_digest so that the final comparison is constant-time as well.
+        cred = conf.lookups.credentials_by_key.get(key)
+        if cred is None or not hmac.compare_digest(str(cred.get("key", "")).encode(), key.encode()):
+            raise _Fail(ERR_INVALID)
+        if cred.get("ttl") == 0:
+            raise _Fail(ERR_INVALID)
+        exp = conf.expiry.get(cred["id"])
+        if exp is not None and time.time() >= exp:
+            raise _Fail(ERR_INVALID)
+        ref = cred.get("consumer")
+        consumer_id = ref.get("id") if isinstance(ref, Mapping) else ref
+        consumer = conf.lookups.consumers_by_id.get(consumer_id) if consumer_id else None
+        if consumer is None:
+            raise _Fail(ERR_INVALID)
+        return consumer, cred
+
+
+def _hide(ctx: Context, name: str, header: str | None, raw_body: tuple[str | None, bytes] | None) -> None:
+    """hide_credentials: strip the key from header, query (order kept) and body."""
+    ctx.clear_upstream_header(header or name)
+    query = ctx.query()
+    if name in query:
+        rest = dict(query)
+        del rest[name]
+        ctx.set_query(rest)
+    if raw_body is not None:
+        stripped = body_codec.remove_field(raw_body[0], raw_body[1], name)
+        if stripped is not None:
+            ctx.set_body(stripped)
+
+
+def _set_consumer(ctx: Context, consumer: Mapping[str, Any], credential: Mapping[str, Any] | None) -> None:
+    ctx.consumer = consumer
+    ctx.credential = credential
+    ctx.set_upstream_header(H_CONSUMER_ID, consumer["id"])
+    custom_id = consumer.get("custom_id")
+    if custom_id:
+        ctx.set_upstream_header(H_CONSUMER_CUSTOM_ID, custom_id)
+    else:
+        ctx.clear_upstream_header(H_CONSUMER_CUSTOM_ID)
+    username = consumer.get("username")
+    if username:
+        ctx.set_upstream_header(H_CONSUMER_USERNAME, username)
+    else:
+        ctx.clear_upstream_header(H_CONSUMER_USERNAME)
+    if credential is not None:
+        ctx.set_upstream_header(H_CREDENTIAL, credential["id"])
+        ctx.clear_upstream_header(H_ANONYMOUS)
+    else:
+        ctx.clear_upstream_header(H_CREDENTIAL)
+        ctx.set_upstream_header(H_ANONYMOUS, "true")
+
+
+register(KeyAuth)

@@ -1,0 +1,251 @@
+"""Plugin scope resolution and per-request phase plans.
+
+`PluginIndex` is built once per configuration snapshot. `index.plan(route_id, service_id)` gives
+the phase plan for a matched route, computed on first use and cached: every plugin name that has
+an enabled instance able to apply (global, on the route, on the service, or consumer-scoped on any
+of those), in descending PRIORITY. For each name the plan holds the best non-consumer instance and
+a consumer id -> instance map, so that a plugin running after an auth plugin picks up the
+consumer-scoped config in O(1) (Kong: Route+Service+Consumer > Route+Consumer > Service+Consumer >
+Route+Service > Consumer > Route > Service > Global; one instance per name).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Iterable, Mapping
+from typing import Any
+
+from servegate.plugins.base import Context, HookResult, Lookups, Plugin
+
+log = logging.getLogger("servegate.plugins")
+
+_HTTP_BOTH = frozenset(("http", "https"))
+
+
+def _fk(row: Mapping[str, Any], field: str) -> str | None:
+    ref = row.get(field)
+    if isinstance(ref, Mapping):
+        return ref.get("id")
+    return ref if isinstance(ref, str) else None
+
+
+# Rank of a (route, service, consumer) scope: lower wins.
+def _rank(has_route: bool, has_service: bool, has_consumer: bool) -> int:
+    if has_consumer:
+        if has_route and has_service:
+            return 0
+        if has_route:
+            return 1
+        if has_service:
+            return 2
+        return 4
+    if has_route and has_service:
+        return 3
+    if has_route:
+        return 5
+    if has_service:
+        return 6
+    return 7
+
+
+class Bound:
+    """One plugin instance ready to run: its handler, compiled conf and protocol filter."""
+
+    __slots__ = ("handler", "conf", "protocols", "plugin_id")
+
+    def __init__(self, handler: Plugin, conf: Any, protocols: frozenset[str] | None, plugin_id: str) -> None:
+        self.handler = handler
+        self.conf = conf
+        # None when the instance runs for any HTTP scheme (no per-request check needed).
+        self.protocols = protocols
+        self.plugin_id = plugin_id
+
+
+class _Slot:
+    __slots__ = ("base", "by_consumer", "later")
+
+    def __init__(self, base: Bound | None, by_consumer: dict[str, Bound] | None, later: bool) -> None:
+        self.base = base
+        self.by_consumer = by_consumer
+        # The handler has a header_filter or log hook: remember it for the later phases.
+        self.later = later
+
+
+class Plan:
+    """The phases for one (route, service). Hooks run inline; awaited only when one returns an awaitable."""
+
+    __slots__ = ("slots", "has_later")
+
+    def __init__(self, slots: list[_Slot]) -> None:
+        self.slots = slots
+        self.has_later = any(s.later for s in slots)
+
+    @staticmethod
+    def _resolve(slot: _Slot, ctx: Context) -> Bound | None:
+        if slot.by_consumer is not None:
+            consumer = ctx.consumer
+            if consumer is not None:
+                b = slot.by_consumer.get(consumer["id"])
+                if b is not None:
+                    return b
+        return slot.base
+
+    def access(self, ctx: Context) -> Awaitable[None] | None:
+        """Run access hooks from the start; raises `Exit` when a plugin ends the request."""
+        return self._access_from(ctx, 0)
+
+    def _access_from(self, ctx: Context, start: int) -> Awaitable[None] | None:
+        slots = self.slots
+        for i in range(start, len(slots)):
+            slot = slots[i]
+            b = self._resolve(slot, ctx)
+            if b is None or (b.protocols is not None and ctx.scheme not in b.protocols):
+                continue
+            if slot.later:
+                if ctx.collected is None:
+                    ctx.collected = []
+                ctx.collected.append((b.handler, b.conf))
+            hook = b.handler.access
+            if hook is None:
+                continue
+            r = hook(ctx, b.conf)
+            if r is not None:
+                return self._await_then(ctx, r, i + 1)
+        return None
+
+    async def _await_then(self, ctx: Context, pending: Awaitable[None], nxt: int) -> None:
+        await pending
+        rest = self._access_from(ctx, nxt)
+        if rest is not None:
+            await rest
+
+    def header_filter(self, ctx: Context, headers: Any, status: int | None = None) -> Awaitable[None] | None:
+        """Run header_filter hooks of the plugins collected in access; `headers` is the proxy's
+        mutable downstream header object, exposed as `ctx.downstream_headers`."""
+        if ctx.collected is None:
+            return None
+        ctx.downstream_headers = headers
+        if status is not None:
+            ctx.response_status = status
+        return _run_phase(ctx, ctx.collected, "header_filter", 0)
+
+    def log(self, ctx: Context) -> Awaitable[None] | None:
+        if ctx.collected is None:
+            return None
+        return _run_phase(ctx, ctx.collected, "log", 0)
+
+
+def _run_phase(ctx: Context, items: list[tuple[Plugin, Any]], phase: str, start: int) -> Awaitable[None] | None:
+    for i in range(start, len(items)):
+        handler, conf = items[i]
+        hook = getattr(handler, phase)
+        if hook is None:
+            continue
+        r: HookResult = hook(ctx, conf)
+        if r is not None:
+            return _await_phase(ctx, items, phase, r, i + 1)
+    return None
+
+
+async def _await_phase(ctx: Context, items: list[tuple[Plugin, Any]], phase: str,
+                       pending: Awaitable[None], nxt: int) -> None:
+    await pending
+    rest = _run_phase(ctx, items, phase, nxt)
+    if rest is not None:
+        await rest
+
+
+class PluginIndex:
+    """Enabled plugin instances of one snapshot, grouped for fast plan building."""
+
+    def __init__(
+        self,
+        plugin_rows: Iterable[Mapping[str, Any]],
+        *,
+        consumers_by_id: Mapping[str, Mapping[str, Any]] | None = None,
+        credentials_by_key: Mapping[str, Mapping[str, Any]] | None = None,
+        handlers: Mapping[str, Plugin] | None = None,
+        loaded_at: float | None = None,
+    ) -> None:
+        if handlers is None:
+            from servegate.plugins import handlers as registered
+
+            handlers = registered()
+        self.lookups = Lookups(
+            consumers_by_id=consumers_by_id or {},
+            credentials_by_key=credentials_by_key or {},
+            loaded_at=time.time() if loaded_at is None else loaded_at,
+        )
+        # name -> list of (rank-relevant scope, Bound)
+        self._by_name: dict[str, list[tuple[str | None, str | None, str | None, Bound]]] = {}
+        self._priority: dict[str, int] = {}
+        self._plans: dict[tuple[str | None, str | None], Plan | None] = {}
+        for row in plugin_rows:
+            if row.get("enabled") is False:
+                continue
+            name = row.get("name")
+            handler = handlers.get(name) if isinstance(name, str) else None
+            if handler is None:
+                log.warning("plugin %r has no handler; instance %s ignored", name, row.get("id"))
+                continue
+            try:
+                conf = handler.compile(row, self.lookups)
+            except Exception:  # a bad row must not take the whole snapshot down
+                log.exception("plugin %s instance %s failed to compile; ignored", name, row.get("id"))
+                continue
+            protos = row.get("protocols")
+            pset = frozenset(protos) if protos else None
+            bound = Bound(handler, conf, None if pset is None or _HTTP_BOTH <= pset else pset, str(row.get("id")))
+            self._by_name.setdefault(handler.name, []).append(
+                (_fk(row, "route"), _fk(row, "service"), _fk(row, "consumer"), bound))
+            self._priority[handler.name] = handler.PRIORITY
+
+    def __bool__(self) -> bool:
+        return bool(self._by_name)
+
+    def plan(self, route_id: str | None, service_id: str | None) -> Plan | None:
+        key = (route_id, service_id)
+        try:
+            return self._plans[key]
+        except KeyError:
+            pass
+        p = self._build(route_id, service_id)
+        self._plans[key] = p
+        return p
+
+    def _build(self, route_id: str | None, service_id: str | None) -> Plan | None:
+        chosen: list[tuple[int, str, _Slot]] = []
+        for name, instances in self._by_name.items():
+            best: tuple[int, Bound] | None = None
+            consumers: dict[str, tuple[int, Bound]] = {}
+            for r, s, c, bound in instances:
+                if r is not None and r != route_id:
+                    continue
+                if s is not None and s != service_id:
+                    continue
+                rank = _rank(r is not None, s is not None, c is not None)
+                if c is None:
+                    if best is None or rank < best[0]:
+                        best = (rank, bound)
+                else:
+                    prev = consumers.get(c)
+                    if prev is None or rank < prev[0]:
+                        consumers[c] = (rank, bound)
+            if best is not None:
+                # A consumer-only instance loses to Route+Service: drop those that can never win.
+                consumers = {c: rb for c, rb in consumers.items() if rb[0] < best[0]}
+            if best is None and not consumers:
+                continue
+            any_bound = best[1] if best is not None else next(iter(consumers.values()))[1]
+            h = any_bound.handler
+            slot = _Slot(
+                best[1] if best is not None else None,
+                {c: b for c, (_, b) in consumers.items()} or None,
+                h.header_filter is not None or h.log is not None,
+            )
+            chosen.append((-self._priority[name], name, slot))
+        if not chosen:
+            return None
+        chosen.sort(key=lambda t: (t[0], t[1]))
+        return Plan([slot for _, _, slot in chosen])
