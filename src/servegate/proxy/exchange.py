@@ -1,0 +1,514 @@
+"""One proxied request: routing, plugin phases, upstream attempts (with retries), relay, timeouts, logging.
+
+The fast path (pooled upstream connection, no awaiting plugin) runs synchronously inside the client
+protocol's data_received; a task exists only while a new upstream connection is being opened.
+"""
+
+from __future__ import annotations
+
+import os
+from time import monotonic
+from typing import TYPE_CHECKING, Any
+
+from servegate.proxy import errors
+from servegate.proxy.headers import downstream_head, upstream_head
+from servegate.proxy.paths import escape, normalize
+from servegate.proxy.upstream import UpstreamProtocol
+
+if TYPE_CHECKING:
+    from servegate.proxy.client import ClientProtocol
+
+# States
+NEW, ACCESS, CONNECTING, SENT, STREAMING, DONE = range(6)
+REPLAY_LIMIT = 64 * 1024
+PENDING_LIMIT = 64 * 1024
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_LAST_CHUNK = b"0\r\n\r\n"
+
+
+class HeaderView:
+    """Read-only `.get(lower_name)` over the raw header list; built into a dict only if someone asks."""
+
+    __slots__ = ("_raw", "_d")
+
+    def __init__(self, raw: list[tuple[bytes, bytes, bytes]]) -> None:
+        self._raw = raw
+        self._d: dict[str, Any] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        d = self._d
+        if d is None:
+            d = {}
+            for lname, _, value in self._raw:
+                k = lname.decode("latin-1")
+                v = value.decode("latin-1")
+                old = d.get(k)
+                if old is None:
+                    d[k] = v
+                elif isinstance(old, list):
+                    old.append(v)
+                else:
+                    d[k] = [old, v]
+            self._d = d
+        return d
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.as_dict().get(name, default)
+
+
+class Exchange:
+    __slots__ = (
+        "conn", "method", "url", "headers", "keep_alive", "http_minor", "chunked", "has_body", "expect",
+        "state", "req_done", "t_start", "t_connect", "t_head", "request_id", "rid", "path", "query",
+        "match", "service", "up", "pending", "pending_size", "replay", "tries", "max_tries", "key",
+        "connect_fut", "connect_started", "connect_timeout", "read_timeout", "write_timeout", "head",
+        "status", "bytes_sent", "decode_body", "close_after", "is_head", "plan", "ctx", "host",
+        "te_trailers", "close_delimited", "resp_started",
+    )
+
+    def __init__(self, conn: ClientProtocol, method: bytes, url: bytes, headers: list[tuple[bytes, bytes, bytes]],
+                 http_minor: int, keep_alive: bool) -> None:
+        self.conn = conn
+        self.method = method
+        self.url = url
+        self.headers = headers
+        self.http_minor = http_minor
+        self.keep_alive = keep_alive
+        self.t_start = monotonic()
+        self.rid = os.urandom(16).hex()
+        self.request_id = self.rid.encode()
+        self.state = NEW
+        self.req_done = False
+        self.chunked = False
+        self.has_body = False
+        self.expect = False
+        self.te_trailers = False
+        self.host: bytes | None = None
+        for lname, _, value in headers:
+            if lname == b"host":
+                self.host = value
+            elif lname == b"transfer-encoding":
+                self.chunked = True
+                self.has_body = True
+            elif lname == b"content-length":
+                self.has_body = value.strip() != b"0"
+            elif lname == b"expect":
+                self.expect = value.strip().lower() == b"100-continue"
+            elif lname == b"te":
+                self.te_trailers = b"trailers" in value.lower()
+        self.up: UpstreamProtocol | None = None
+        self.pending: list[bytes] = []
+        self.pending_size = 0
+        self.replay: list[bytes] | None = []
+        self.tries = 0
+        self.max_tries = 1
+        self.connect_fut: Any = None
+        self.connect_started = 0.0
+        self.t_connect = 0.0
+        self.t_head = 0.0
+        self.status = 0
+        self.bytes_sent = 0
+        self.decode_body = False
+        self.close_after = False
+        self.is_head = method == b"HEAD"
+        self.plan: Any = None
+        self.ctx: Any = None
+        self.match: Any = None
+        self.service: Any = None
+        self.close_delimited = False
+        self.resp_started = False
+        self.path = ""
+        self.query = b""
+
+    # -- start: route, plugins ------------------------------------------------------------------------------
+    def start(self) -> None:
+        conn = self.conn
+        server = conn.server
+        url = self.url
+        qpos = url.find(b"?")
+        if qpos >= 0:
+            raw_path, self.query = url[:qpos], url[qpos:]
+        else:
+            raw_path = url
+        if not raw_path.startswith(b"/"):
+            # absolute-form (proxy style) request target
+            if raw_path.lower().startswith((b"http://", b"https://")):
+                rest = raw_path.split(b"://", 1)[1]
+                slash = rest.find(b"/")
+                raw_path = rest[slash:] if slash >= 0 else b"/"
+            else:
+                self.fail(400)
+                return
+        if self.method in (b"TRACE", b"CONNECT"):
+            self.fail(405)
+            return
+        self.path = raw_path.decode("utf-8", "surrogateescape")
+        snapshot = server.holder.current
+        if snapshot is None:
+            self.fail(503, errors.NO_SERVICE)
+            return
+        host = self.host.decode("latin-1") if self.host is not None else None
+        match = snapshot.router.match(self.method.decode("latin-1"), host, normalize(self.path),
+                                      HeaderView(self.headers), conn.port)
+        if match is None:
+            self.fail(404, errors.NO_ROUTE)
+            return
+        service = match.service
+        if service is None:
+            self.fail(503, errors.NO_SERVICE)
+            return
+        self.match = match
+        self.service = service
+        self.max_tries = 1 + (service.get("retries") or 0)
+        self.connect_timeout = (service.get("connect_timeout") or 60000) / 1000.0
+        self.read_timeout = (service.get("read_timeout") or 60000) / 1000.0
+        self.write_timeout = (service.get("write_timeout") or 60000) / 1000.0
+        plugins = snapshot.plugins
+        if plugins is not None:
+            from servegate.proxy import phases
+
+            if phases.run_access(self, plugins, snapshot):
+                return  # finished (exit) or continuing asynchronously
+        self.proceed()
+
+    def proceed(self, set_headers: list[tuple[bytes, bytes]] | None = None,
+                cleared: frozenset[bytes] | None = None, query: bytes | None = None) -> None:
+        """Build the upstream request head and open (or reuse) an upstream connection."""
+        if self.state == DONE:
+            return
+        conn = self.conn
+        service = self.service
+        match = self.match
+        route = match.route
+        proto = service.get("protocol") or "http"
+        tls = proto in ("https", "grpcs")
+        port = service.get("port") or (443 if tls else 80)
+        shost = service["host"]
+        self.key = (shost, port, tls)
+        if route.get("preserve_host") and self.host is not None:
+            host = self.host
+        elif port == (443 if tls else 80):
+            host = shost.encode()
+        else:
+            host = f"{shost}:{port}".encode()
+        target = escape(match.upstream_path).encode("utf-8", "surrogateescape") + (
+            self.query if query is None else query)
+        if self.chunked:
+            framing = b"Transfer-Encoding: chunked\r\n"
+        elif self.has_body:
+            framing = b"Content-Length: " + self._header(b"content-length") + b"\r\n"
+        elif self.method in (b"POST", b"PUT", b"PATCH"):
+            framing = b"Content-Length: 0\r\n"
+        else:
+            framing = b""
+        fhost = (self.host or b"").lower()
+        if fhost.startswith(b"["):
+            fhost = fhost[: fhost.find(b"]") + 1]
+        elif b":" in fhost:
+            fhost = fhost.split(b":", 1)[0]
+        prefix = match.prefix
+        self.head = upstream_head(
+            self.method, target, host, self.headers,
+            client_ip=conn.peer_b, trusted=conn.trusted, scheme=conn.scheme, fwd_host=fhost,
+            fwd_port=conn.port_b, fwd_path=self.path.encode("utf-8", "surrogateescape"),
+            fwd_prefix=prefix.encode("utf-8", "surrogateescape") if route.get("strip_path") and prefix != "/" else None,
+            request_id=self.request_id, framing=framing, client_te_trailers=self.te_trailers,
+            set_headers=set_headers, cleared=cleared,
+        )
+        if self.expect and not self.req_done and conn.transport is not None:
+            conn.transport.write(_CONTINUE)
+        self.t_connect = monotonic()
+        self.connect()
+
+    def _header(self, lname: bytes) -> bytes:
+        for n, _, v in self.headers:
+            if n == lname:
+                return v.strip()
+        return b""
+
+    # -- upstream connection -------------------------------------------------------------------------------
+    def connect(self, fresh: bool = False) -> None:
+        server = self.conn.server
+        self.tries += 1
+        up = None if fresh else server.pool.get(self.key)
+        if up is not None:
+            self.attach(up)
+            return
+        self.state = CONNECTING
+        self.connect_started = monotonic()
+        host, port, tls = self.key
+        loop = server.loop
+        pool = server.pool
+        coro = loop.create_connection(
+            lambda: UpstreamProtocol(self.key, pool), host, port,
+            ssl=server.upstream_ssl if tls else None, server_hostname=host if tls else None,
+        )
+        fut = self.connect_fut = loop.create_task(coro)
+        fut.add_done_callback(self._connected)
+
+    def _connected(self, fut: Any) -> None:
+        if fut.cancelled():
+            return
+        exc = fut.exception()
+        if fut is not self.connect_fut or self.state != CONNECTING:
+            if exc is None:
+                fut.result()[0].close()
+            return
+        self.connect_fut = None
+        if exc is not None:
+            self.attempt_failed(timeout=isinstance(exc, TimeoutError))
+            return
+        self.attach(fut.result()[1])
+
+    def attempt_failed(self, *, timeout: bool) -> None:
+        if self.tries < self.max_tries:
+            self.connect(fresh=True)
+        else:
+            self.fail(504 if timeout else 502)
+
+    def attach(self, up: UpstreamProtocol) -> None:
+        self.up = up
+        up.attach(self)
+        self.state = SENT
+        conn = self.conn
+        if self.pending:
+            data = self.head + b"".join(self.pending)
+            self.pending = []
+            if self.pending_size > PENDING_LIMIT:
+                conn.resume_reading_for(2)
+            self.pending_size = 0
+        else:
+            data = self.head
+        up.transport.write(data)
+        if conn.write_paused:
+            up.transport.pause_reading()
+
+    # -- request body --------------------------------------------------------------------------------------
+    def request_body(self, data: bytes) -> None:
+        if self.state == DONE:
+            return
+        if self.chunked:
+            data = b"%x\r\n%b\r\n" % (len(data), data)
+        replay = self.replay
+        if replay is not None:
+            replay.append(data)
+            if sum(map(len, replay)) > REPLAY_LIMIT:
+                self.replay = None
+        up = self.up
+        if up is not None:
+            up.last_read = monotonic()
+            up.transport.write(data)
+        else:
+            self.pending.append(data)
+            old = self.pending_size
+            self.pending_size = old + len(data)
+            if old <= PENDING_LIMIT < self.pending_size:
+                self.conn.pause_reading_for(2)
+
+    def request_complete(self) -> None:
+        self.req_done = True
+        if self.state == DONE:
+            return
+        if self.chunked:
+            self.request_body_raw(_LAST_CHUNK)
+        up = self.up
+        if up is not None:
+            up.last_read = monotonic()
+
+    def request_body_raw(self, data: bytes) -> None:
+        if self.replay is not None:
+            self.replay.append(data)
+        if self.up is not None:
+            self.up.transport.write(data)
+        else:
+            self.pending.append(data)
+
+    # -- response ------------------------------------------------------------------------------------------
+    def response_head(self, up: UpstreamProtocol, status: int, rest: bytes) -> None:
+        self.state = STREAMING
+        self.resp_started = True
+        self.replay = None
+        self.status = status
+        now = self.t_head = monotonic()
+        conn = self.conn
+        # HTTP/1.0 clients cannot take chunked framing: relay the decoded body and close at the end.
+        self.decode_body = self.http_minor == 0 and any(n.lower() == b"transfer-encoding" for n, _ in up.headers)
+        if self.decode_body or self.http_minor == 0 and not self.keep_alive:
+            self.close_after = True
+        extra = None
+        if self.plan is not None:
+            from servegate.proxy import phases
+
+            extra = phases.run_header_filter(self, up)
+        head, self.close_delimited = downstream_head(
+            status, up.reason, up.headers, request_id=self.request_id,
+            upstream_ms=int((now - self.t_connect) * 1000), proxy_ms=int((self.t_connect - self.t_start) * 1000),
+            keep_alive=self.keep_alive and not self.close_after, client_te_trailers=self.te_trailers,
+            strip_chunked=self.decode_body, extra=extra,
+        )
+        if self.close_delimited:
+            self.close_after = True
+        data = head + rest if rest else head
+        self.bytes_sent += len(data)
+        if conn.transport is not None:
+            conn.transport.write(data)
+        if self.is_head and not up.complete:
+            # No body follows a HEAD response, whatever its framing says; the parser cannot know that.
+            up.complete = True
+            up.parser = None  # type: ignore[assignment]
+            self.response_complete(up, reusable=False)
+
+    def client_write(self, data: bytes) -> None:
+        self.bytes_sent += len(data)
+        t = self.conn.transport
+        if t is not None:
+            t.write(data)
+
+    def response_complete(self, up: UpstreamProtocol, reusable: bool = True) -> None:
+        self.up = None
+        up.exchange = None
+        if reusable and self.req_done and up.parser.should_keep_alive():
+            self.conn.server.pool.put(up)
+        else:
+            up.transport.close()
+        self.finish()
+
+    def upstream_lost(self, up: UpstreamProtocol) -> None:
+        """The upstream connection closed while this exchange was using it."""
+        if self.state == DONE:
+            return
+        self.up = None
+        if not up.head_done:
+            if not up.got_bytes and up.reused and self.replay is not None and self.req_done:
+                # A pooled connection the upstream had already closed: replay on a fresh one.
+                self.pending = list(self.replay)
+                self.tries -= 1
+                self.connect(fresh=True)
+                return
+            self.fail(502)
+            return
+        if self.close_delimited:
+            self.close_after = True
+            self.finish()
+            return
+        self.broken_stream()
+
+    def upstream_bad(self, up: UpstreamProtocol, *, mid_stream: bool) -> None:
+        self.up = None
+        up.exchange = None
+        up.transport.abort()
+        if mid_stream or self.resp_started:
+            self.broken_stream()
+        else:
+            self.fail(502)
+
+    def broken_stream(self) -> None:
+        """The response started but cannot be completed: the client connection must be closed."""
+        self.close_after = True
+        self.conn.abort_after = True
+        self.finish()
+
+    # -- timeouts (called by the periodic sweep) -----------------------------------------------------------
+    def check(self, now: float) -> None:
+        st = self.state
+        if st == CONNECTING:
+            if now - self.connect_started > self.connect_timeout:
+                fut = self.connect_fut
+                self.connect_fut = None
+                if fut is not None:
+                    fut.cancel()
+                self.attempt_failed(timeout=True)
+            return
+        if st == SENT or st == STREAMING:
+            up = self.up
+            if up is None:
+                return
+            if up.write_paused_since and now - up.write_paused_since > self.write_timeout:
+                self.timed_out(up)
+            elif self.conn.write_paused:
+                up.last_read = now  # the client is slow, not the upstream
+            elif now - up.last_read > self.read_timeout:
+                self.timed_out(up)
+
+    def timed_out(self, up: UpstreamProtocol) -> None:
+        self.up = None
+        up.exchange = None
+        up.transport.abort()
+        if self.resp_started:
+            self.broken_stream()
+        else:
+            self.fail(504)
+
+    # -- endings -------------------------------------------------------------------------------------------
+    def fail(self, status: int, message: str | None = None, headers: list[tuple[str, str]] | None = None) -> None:
+        """Answer with a gateway-generated response (Kong error body negotiated from Accept)."""
+        if self.state == DONE:
+            return
+        up = self.up
+        if up is not None:
+            self.up = None
+            up.exchange = None
+            up.transport.abort()
+        if self.connect_fut is not None:
+            self.connect_fut.cancel()
+            self.connect_fut = None
+        self.status = status
+        settings = self.conn.server.settings
+        if not self.req_done:
+            self.close_after = True  # the rest of the body would be read as the next request
+        ctype = errors.negotiate(self._str_header(b"accept"), self._str_header(b"content-type"),
+                                 getattr(settings, "error_default_type", None))
+        body = errors.render(ctype, message or errors.message_for(status), self.rid)
+        data = errors.response_bytes(
+            status, body, ctype, self.rid, int((monotonic() - self.t_start) * 1000),
+            keep_alive=self.keep_alive and not self.close_after, extra=headers, head_only=self.is_head,
+        )
+        self.bytes_sent += len(data)
+        t = self.conn.transport
+        if t is not None:
+            t.write(data)
+        self.finish()
+
+    def _str_header(self, lname: bytes) -> str | None:
+        for n, _, v in self.headers:
+            if n == lname:
+                return v.decode("latin-1")
+        return None
+
+    def client_gone(self) -> None:
+        """The client connection closed: drop the upstream side at once, never pool it."""
+        if self.state == DONE:
+            return
+        up = self.up
+        if up is not None:
+            self.up = None
+            up.exchange = None
+            up.transport.abort()
+        if self.connect_fut is not None:
+            self.connect_fut.cancel()
+            self.connect_fut = None
+        if not self.status:
+            self.status = 499
+        self.close_after = True
+        self.finish()
+
+    def finish(self) -> None:
+        if self.state == DONE:
+            return
+        self.state = DONE
+        self.pending = []
+        self.replay = None
+        conn = self.conn
+        server = conn.server
+        now = monotonic()
+        if self.plan is not None:
+            from servegate.proxy import phases
+
+            phases.run_log(self)
+        log = server.access_log
+        if log.enabled:
+            log.write(conn.peer, self.method.decode("latin-1"), self.url.decode("latin-1"), self.status,
+                      self.bytes_sent, int((now - self.t_start) * 1000),
+                      int((self.t_head - self.t_connect) * 1000) if self.t_head else None, self.rid)
+        conn.exchange_done(self)
+

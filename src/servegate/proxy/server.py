@@ -1,0 +1,111 @@
+"""ProxyServer: binds the proxy listeners, runs the per-worker timeout sweep, stops gracefully."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from time import monotonic
+from typing import Any
+
+from servegate.proxy.accesslog import AccessLog
+from servegate.proxy.client import ClientProtocol
+from servegate.proxy.headers import TrustedIps
+from servegate.proxy.upstream import UpstreamPool
+
+# One coarse timer per worker replaces per-request and per-chunk timers (timeouts are checked at this period).
+SWEEP_INTERVAL_S = 0.1
+POOL_SWEEP_EVERY = 10  # sweeps
+
+
+class ProxyServer:
+    def __init__(self, settings: Any, snapshot_holder: Any) -> None:
+        self.settings = settings
+        self.holder = snapshot_holder
+        self.conns: set[ClientProtocol] = set()
+        self.servers: list[asyncio.AbstractServer] = []
+        self.stopping = False
+        self.header_timeout = float(getattr(settings, "client_header_timeout_s", 60))
+        self.keepalive_timeout = float(getattr(settings, "keepalive_timeout_s", 75))
+        self.max_header_bytes = int(getattr(settings, "client_max_header_bytes", 32768) or 32768)
+        self.trusted_ips = TrustedIps(getattr(settings, "trusted_ips", None))
+        self.pool = UpstreamPool(
+            int(getattr(settings, "upstream_keepalive_pool_size", 512)),
+            float(getattr(settings, "upstream_keepalive_idle_timeout_s", 60)),
+        )
+        self.access_log = AccessLog(getattr(settings, "proxy_access_log", "stdout") or "off")
+        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+        self.upstream_ssl: Any = None
+        self._sweep_handle: asyncio.TimerHandle | None = None
+        self._sweeps = 0
+
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        from servegate.proxy.tls import upstream_ssl_context
+
+        self.upstream_ssl = upstream_ssl_context()
+        ssl_ctx = None
+        for listen in self.settings.proxy_listen:
+            ctx = None
+            if listen.ssl:
+                if ssl_ctx is None:
+                    from servegate.proxy.tls import server_ssl_context
+
+                    ssl_ctx = server_ssl_context(self.settings)
+                ctx = ssl_ctx
+            scheme = b"https" if listen.ssl else b"http"
+            sock = _bind(listen.host, listen.port, getattr(listen, "reuseport", True))
+            port = sock.getsockname()[1]
+            server = await self.loop.create_server(
+                lambda scheme=scheme, port=port: ClientProtocol(self, scheme, port),
+                sock=sock, ssl=ctx, backlog=4096,
+            )
+            self.servers.append(server)
+        self._sweep_handle = self.loop.call_later(SWEEP_INTERVAL_S, self._sweep)
+
+    @property
+    def ports(self) -> list[int]:
+        return [s.sockets[0].getsockname()[1] for s in self.servers if s.sockets]
+
+    def _sweep(self) -> None:
+        now = monotonic()
+        for conn in list(self.conns):
+            conn.check(now)
+        self._sweeps += 1
+        if self._sweeps % POOL_SWEEP_EVERY == 0:
+            self.pool.sweep(now)
+        self.access_log.flush()
+        self._sweep_handle = self.loop.call_later(SWEEP_INTERVAL_S, self._sweep)
+
+    async def stop(self, grace_s: float) -> None:
+        """Stop accepting, let in-flight requests finish for up to grace_s, then close everything."""
+        self.stopping = True
+        for server in self.servers:
+            server.close()
+        for conn in list(self.conns):
+            for ex in conn.queue:
+                ex.keep_alive = False
+            conn.close_if_idle()
+        deadline = monotonic() + grace_s
+        while self.conns and monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for conn in list(self.conns):
+            conn._close(abort=True)
+        if self._sweep_handle is not None:
+            self._sweep_handle.cancel()
+        self.pool.close_all()
+        self.access_log.close()
+        await asyncio.sleep(0)
+
+
+def _bind(host: str, port: int, reuseport: bool) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuseport and hasattr(socket, "SO_REUSEPORT"):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    sock.bind((host.strip("[]"), port))
+    sock.listen(4096)
+    sock.setblocking(False)
+    return sock

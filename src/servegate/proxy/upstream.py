@@ -1,0 +1,210 @@
+"""Upstream side of the relay: one protocol object per upstream TCP connection, and the keep-alive pool.
+
+The protocol parses the upstream response with httptools only to find the head and the end of the message;
+body bytes are handed to the exchange exactly as read (one client write per upstream read).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from time import monotonic
+from typing import TYPE_CHECKING, Any
+
+import httptools
+
+if TYPE_CHECKING:
+    from servegate.proxy.exchange import Exchange
+
+# A response head larger than this is treated as an invalid upstream response (nginx proxy_buffer_size-like).
+MAX_RESPONSE_HEAD = 64 * 1024
+
+
+class UpstreamProtocol(asyncio.Protocol):
+    __slots__ = (
+        "key", "pool", "transport", "exchange", "parser", "headbuf", "head_done", "complete",
+        "headers", "reason", "last_read", "write_paused_since", "reused", "closed", "idle_since",
+        "got_bytes",
+    )
+
+    def __init__(self, key: tuple[str, int, bool], pool: UpstreamPool) -> None:
+        self.key = key
+        self.pool = pool
+        self.transport: Any = None
+        self.exchange: Exchange | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.headbuf = b""
+        self.head_done = False
+        self.complete = False
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.reason = b""
+        self.last_read = 0.0
+        self.write_paused_since = 0.0
+        self.reused = False
+        self.closed = False
+        self.idle_since = 0.0
+        self.got_bytes = False
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def attach(self, exchange: Exchange) -> None:
+        """Start a new request/response cycle on this connection."""
+        self.exchange = exchange
+        self.headbuf = b""
+        self.head_done = False
+        self.complete = False
+        self.got_bytes = False
+        self.headers = []
+        self.reason = b""
+        self.last_read = monotonic()
+        self.write_paused_since = 0.0
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        ex = self.exchange
+        if ex is not None:
+            self.exchange = None
+            ex.upstream_lost(self)
+        else:
+            self.pool.discard(self)
+
+    # -- parser callbacks ------------------------------------------------------------------------------------
+    def on_status(self, reason: bytes) -> None:
+        self.reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_body(self, body: bytes) -> None:
+        ex = self.exchange
+        if ex is not None and ex.decode_body:
+            ex.client_write(body)
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+
+    # -- data ------------------------------------------------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        ex = self.exchange
+        if ex is None:
+            # Unsolicited bytes on an idle pooled connection: the connection is out of sync.
+            self.transport.abort()
+            return
+        self.last_read = monotonic()
+        self.got_bytes = True
+        if self.head_done:
+            try:
+                self.parser.feed_data(data)
+            except httptools.HttpParserError:
+                ex.upstream_bad(self, mid_stream=True)
+                return
+            if not ex.decode_body:
+                ex.client_write(data)
+            if self.complete:
+                ex.response_complete(self)
+            return
+        self._head_data(ex, data)
+
+    def _head_data(self, ex: Exchange, data: bytes) -> None:
+        buf = self.headbuf + data if self.headbuf else data
+        while True:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buf) > MAX_RESPONSE_HEAD:
+                    ex.upstream_bad(self, mid_stream=False)
+                else:
+                    self.headbuf = buf
+                return
+            head, rest = buf[: end + 4], buf[end + 4 :]
+            try:
+                self.parser.feed_data(head)
+            except httptools.HttpParserError:
+                ex.upstream_bad(self, mid_stream=False)
+                return
+            status = self.parser.get_status_code()
+            if 100 <= status < 200 and status != 101:
+                # Interim responses are consumed here; the proxy answers 100-continue to the client itself.
+                self.headers = []
+                self.reason = b""
+                self.complete = False
+                buf = rest
+                if not buf:
+                    self.headbuf = b""
+                    return
+                continue
+            break
+        self.headbuf = b""
+        self.head_done = True
+        if rest:
+            try:
+                self.parser.feed_data(rest)
+            except httptools.HttpParserError:
+                ex.response_head(self, status, b"")
+                ex.upstream_bad(self, mid_stream=True)
+                return
+        ex.response_head(self, status, b"" if ex.decode_body else rest)
+        if self.complete and self.exchange is ex:
+            ex.response_complete(self)
+
+    # -- flow control ----------------------------------------------------------------------------------------
+    def pause_writing(self) -> None:
+        self.write_paused_since = monotonic()
+        ex = self.exchange
+        if ex is not None:
+            ex.conn.pause_reading_for(1)
+
+    def resume_writing(self) -> None:
+        self.write_paused_since = 0.0
+        ex = self.exchange
+        if ex is not None:
+            ex.conn.resume_reading_for(1)
+
+    def eof_received(self) -> bool | None:
+        return None
+
+
+class UpstreamPool:
+    """Idle keep-alive connections per (host, port, tls); bounded per key, closed after an idle timeout."""
+
+    def __init__(self, max_per_key: int = 512, idle_timeout_s: float = 60.0) -> None:
+        self.max_per_key = max_per_key
+        self.idle_timeout_s = idle_timeout_s
+        self.idle: dict[tuple[str, int, bool], list[UpstreamProtocol]] = {}
+
+    def get(self, key: tuple[str, int, bool]) -> UpstreamProtocol | None:
+        conns = self.idle.get(key)
+        while conns:
+            up = conns.pop()
+            if not up.closed and not up.transport.is_closing():
+                up.reused = True
+                return up
+        return None
+
+    def put(self, up: UpstreamProtocol) -> None:
+        up.exchange = None
+        if up.closed:
+            return
+        conns = self.idle.setdefault(up.key, [])
+        if len(conns) >= self.max_per_key:
+            up.transport.close()
+            return
+        up.idle_since = monotonic()
+        conns.append(up)
+
+    def discard(self, up: UpstreamProtocol) -> None:
+        conns = self.idle.get(up.key)
+        if conns and up in conns:
+            conns.remove(up)
+
+    def sweep(self, now: float) -> None:
+        limit = now - self.idle_timeout_s
+        for conns in self.idle.values():
+            while conns and conns[0].idle_since < limit:
+                conns.pop(0).transport.close()
+
+    def close_all(self) -> None:
+        for conns in self.idle.values():
+            for up in conns:
+                up.transport.close()
+        self.idle.clear()

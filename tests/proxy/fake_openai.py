@@ -1,0 +1,213 @@
+"""A fake OpenAI-compatible backend, run as its own process by the proxy tests.
+
+`python fake_openai.py --port 0 [--events FILE]` prints `PORT <n>` once listening.
+Endpoints: /v1/chat/completions (JSON, or SSE with `"stream": true`), /v1/completions, /v1/embeddings,
+/v1/models, plus test helpers: /__echo (the request as received), /__upload (counts body bytes),
+/__events (JSON list of events: connection closes with their tag), /__stats.
+Request headers steering a response: X-Fake-Pace-Ms (ms between SSE chunks), X-Fake-Sleep-Ms (delay before
+answering), X-Fake-Mode: reset (abort the connection after a few SSE chunks), X-Fake-Tag (names the connection
+in the close event). The number of SSE token chunks is `max_tokens` (default 5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from typing import Any
+
+import httptools
+
+EVENTS: list[dict[str, Any]] = []
+STATS = {"connections": 0, "requests": 0}
+
+
+class Conn(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: Any = None
+        self.tag: str | None = None
+        self.body_len = 0
+        self.keep_body = True
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        STATS["connections"] += 1
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        EVENTS.append({"event": "closed", "tag": self.tag, "t": time.time()})
+        self.transport = None
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            if self.transport:
+                self.transport.close()
+
+    def on_message_begin(self) -> None:
+        self.url = b""
+        self.headers: list[tuple[str, str]] = []
+        self.body: list[bytes] = []
+        self.body_len = 0
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
+
+    def on_headers_complete(self) -> None:
+        self.keep_body = not self.url.startswith(b"/__upload")
+        for k, v in self.headers:
+            if k.lower() == "x-fake-tag":
+                self.tag = v
+
+    def on_body(self, body: bytes) -> None:
+        self.body_len += len(body)
+        if self.keep_body:
+            self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        STATS["requests"] += 1
+        req = {
+            "method": self.parser.get_method().decode(),
+            "url": self.url.decode("latin-1"),
+            "headers": self.headers,
+            "body": b"".join(self.body),
+            "body_len": self.body_len,
+            "keep_alive": self.parser.should_keep_alive(),
+        }
+        asyncio.get_running_loop().create_task(self.handle(req))
+
+    def write(self, data: bytes) -> bool:
+        if self.transport is None or self.transport.is_closing():
+            return False
+        self.transport.write(data)
+        return True
+
+    def respond(self, status: int, body: bytes, ctype: str = "application/json", extra: str = "",
+                keep_alive: bool = True) -> None:
+        head = (
+            f"HTTP/1.1 {status} X\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n{extra}"
+            f"{'' if keep_alive else 'Connection: close' + chr(13) + chr(10)}\r\n"
+        )
+        self.write(head.encode() + body)
+        if not keep_alive and self.transport:
+            self.transport.close()
+
+    async def handle(self, req: dict[str, Any]) -> None:
+        h = {k.lower(): v for k, v in req["headers"]}
+        sleep_ms = float(h.get("x-fake-sleep-ms", "0"))
+        if sleep_ms:
+            await asyncio.sleep(sleep_ms / 1000)
+        path = req["url"].split("?")[0]
+        body: dict[str, Any] = {}
+        if req["body"] and path.startswith("/v1/"):
+            try:
+                body = json.loads(req["body"])
+            except ValueError:
+                self.respond(400, b'{"error":"bad json"}')
+                return
+        ka = req["keep_alive"]
+        if path == "/__echo":
+            out = {"method": req["method"], "url": req["url"], "headers": req["headers"],
+                   "body": req["body"].decode("latin-1")}
+            self.respond(200, json.dumps(out).encode(), extra="Server: fake-backend\r\nVia: 1.0 backendproxy\r\n"
+                         "X-Hop: 1\r\nConnection: x-hop\r\n", keep_alive=ka)
+        elif path == "/__upload":
+            self.respond(200, json.dumps({"bytes": req["body_len"]}).encode(), keep_alive=ka)
+        elif path == "/__events":
+            self.respond(200, json.dumps(EVENTS).encode(), keep_alive=ka)
+        elif path == "/__stats":
+            self.respond(200, json.dumps(STATS).encode(), keep_alive=ka)
+        elif path == "/v1/models":
+            out = {"object": "list", "data": [{"id": "fake-model", "object": "model", "created": 0,
+                                               "owned_by": "fake"}]}
+            self.respond(200, json.dumps(out).encode(), keep_alive=ka)
+        elif path == "/v1/embeddings":
+            inputs = body.get("input", "")
+            n = len(inputs) if isinstance(inputs, list) else 1
+            out = {"object": "list", "model": body.get("model", "fake-model"),
+                   "data": [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i in range(n)],
+                   "usage": {"prompt_tokens": 3 * n, "total_tokens": 3 * n}}
+            self.respond(200, json.dumps(out).encode(), keep_alive=ka)
+        elif path in ("/v1/chat/completions", "/v1/completions"):
+            chat = path == "/v1/chat/completions"
+            if body.get("stream"):
+                await self.stream(body, h, chat)
+            else:
+                n = int(body.get("max_tokens") or 5)
+                text = " ".join(f"tok{i}" for i in range(n))
+                if chat:
+                    choice: dict[str, Any] = {"index": 0, "finish_reason": "stop",
+                                              "message": {"role": "assistant", "content": text}}
+                else:
+                    choice = {"index": 0, "finish_reason": "stop", "text": text, "logprobs": None}
+                out = {"id": "cmpl-fake", "object": "chat.completion" if chat else "text_completion",
+                       "created": int(time.time()), "model": body.get("model", "fake-model"), "choices": [choice],
+                       "usage": {"prompt_tokens": 3, "completion_tokens": n, "total_tokens": 3 + n}}
+                self.respond(200, json.dumps(out).encode(), keep_alive=ka)
+        else:
+            self.respond(404, b'{"error":"not found"}', keep_alive=ka)
+
+    async def stream(self, body: dict[str, Any], h: dict[str, str], chat: bool) -> None:
+        n = int(body.get("max_tokens") or 5)
+        pace = float(h.get("x-fake-pace-ms", "0")) / 1000
+        reset = h.get("x-fake-mode") == "reset"
+        model = body.get("model", "fake-model")
+        self.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+                   b"Transfer-Encoding: chunked\r\n\r\n")
+
+        def event(obj: Any) -> bytes:
+            data = b"data: " + (obj if isinstance(obj, bytes) else json.dumps(obj).encode()) + b"\n\n"
+            return b"%x\r\n%b\r\n" % (len(data), data)
+
+        def chunk(i: int | None) -> dict[str, Any]:
+            if chat:
+                delta: dict[str, Any] = {"role": "assistant", "content": ""} if i is None else {"content": f"tok{i} "}
+                choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": None}
+            else:
+                choice = {"index": 0, "text": "" if i is None else f"tok{i} ", "finish_reason": None}
+            return {"id": "cmpl-fake", "object": "chat.completion.chunk" if chat else "text_completion",
+                    "created": 0, "model": model, "choices": [choice]}
+
+        if not self.write(event(chunk(None))):
+            return
+        for i in range(n):
+            if pace:
+                await asyncio.sleep(pace)
+            if reset and i == 2:
+                if self.transport:
+                    self.transport.abort()
+                return
+            if not self.write(event(chunk(i))):
+                EVENTS.append({"event": "write_failed", "tag": self.tag, "t": time.time()})
+                return
+        last = chunk(None)
+        last["choices"][0]["finish_reason"] = "stop"
+        if chat:
+            last["choices"][0]["delta"] = {}
+        last["usage"] = {"prompt_tokens": 3, "completion_tokens": n, "total_tokens": 3 + n}
+        self.write(event(last) + event(b"[DONE]") + b"0\r\n\r\n")
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--host", default="127.0.0.1")
+    args = ap.parse_args()
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(Conn, args.host, args.port)
+    print("PORT", server.sockets[0].getsockname()[1], flush=True)
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    try:
+        import uvloop
+
+        uvloop.run(main())
+    except ImportError:
+        asyncio.run(main())

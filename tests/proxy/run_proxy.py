@@ -1,0 +1,56 @@
+"""Run the proxy data plane alone, as a real process, for the proxy tests.
+
+`python run_proxy.py CONFIG.json` where CONFIG holds `{"settings": {name: value}, "rows": {"services": [...],
+"routes": [...], "plugins": [...], ...}}`. Settings use kong.conf names (as SERVEGATE_<NAME> env values).
+Prints `READY <port> <port>...` once listening; SIGTERM stops gracefully (graceful_timeout).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from types import SimpleNamespace
+from typing import Any
+
+from servegate.proxy.server import ProxyServer
+from servegate.settings import load_settings
+
+
+def build(rows: dict[str, list[dict[str, Any]]]) -> Any:
+    try:
+        from servegate.snapshot import build_snapshot  # type: ignore[attr-defined]
+    except ImportError:
+        build_snapshot = None
+    if build_snapshot is not None:
+        return build_snapshot(rows)
+    # Stand-in until servegate.snapshot lands: the real router, no plugins.
+    from servegate.proxy.router import Router
+
+    services = {s["id"]: s for s in rows.get("services", [])}
+    return SimpleNamespace(router=Router(rows.get("routes", []), services), plugins=None, version=1)
+
+
+async def main(path: str) -> None:
+    with open(path) as f:
+        conf = json.load(f)
+    env = {f"SERVEGATE_{k.upper()}": str(v) for k, v in conf.get("settings", {}).items()}
+    settings = load_settings(env=env, conf_path=None)
+    holder = SimpleNamespace(current=build(conf.get("rows", {})))
+    proxy = ProxyServer(settings, holder)
+    await proxy.start()
+    print("READY", *proxy.ports, flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    await stop.wait()
+    await proxy.stop(settings.graceful_timeout_s)
+    print("STOPPED", flush=True)
+
+
+if __name__ == "__main__":
+    import uvloop
+
+    uvloop.run(main(sys.argv[1]))
