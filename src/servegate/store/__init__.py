@@ -1,0 +1,131 @@
+"""Entity store on SQLite (embedded default) or PostgreSQL, with migrations.
+
+Uniqueness, foreign keys and cascades are database constraints, so concurrent writers (several
+workers, several nodes on one PostgreSQL) cannot create duplicates or orphans.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from servegate.schema.errors import DaoError
+from servegate.schema.fields import Entity
+
+from .backend import Backend, Params
+from .commands import migrations_cli
+from .dao import EntityDao
+from .migrations import MIGRATIONS, Migration, MigrationRun, MigrationState, Migrator
+from .postgres import PostgresBackend
+from .ratelimit import RateKey, RateLimitCounters
+from .sqlite import SqliteBackend
+
+__all__ = [
+    "MIGRATIONS",
+    "DaoError",
+    "Migration",
+    "MigrationRun",
+    "MigrationState",
+    "Store",
+    "migrations_cli",
+    "open_store",
+    "open_store_url",
+]
+
+
+class Store(EntityDao):
+    """The store: entity DAO + migrations + rate-limit counters over one backend."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        entities: Iterable[Entity] | Mapping[str, Entity] | None = None,
+        migrations: list[Migration] | None = None,
+    ) -> None:
+        super().__init__(backend, entities)
+        self.migrator = Migrator(self, migrations)
+        self._counters = RateLimitCounters(backend)
+
+    @property
+    def kind(self) -> str:
+        return self.dialect.name
+
+    def params(self) -> Params:
+        return Params(self.dialect)
+
+    async def connect(self) -> None:
+        await self.backend.connect()
+
+    async def close(self) -> None:
+        await self.backend.close()
+
+    async def __aenter__(self) -> Store:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- migrations ----------------------------------------------------------------------------
+
+    async def state(self) -> MigrationState:
+        return await self.migrator.state()
+
+    async def bootstrap(self) -> MigrationRun:
+        return await self.migrator.bootstrap()
+
+    async def up(self) -> MigrationRun:
+        return await self.migrator.up()
+
+    async def finish(self) -> MigrationRun:
+        return await self.migrator.finish()
+
+    async def reset(self) -> bool:
+        return await self.migrator.reset()
+
+    async def ensure_schema(self) -> None:
+        """Bootstrap a fresh database, or run new migrations of an existing one (embedded use)."""
+        st = await self.state()
+        if not st.bootstrapped:
+            await self.bootstrap()
+        elif st.new:
+            await self.up()
+
+    # --- rate-limiting counters ----------------------------------------------------------------
+
+    async def ratelimit_incr(self, keys: Sequence[RateKey], value: int = 1) -> None:
+        await self._counters.incr(keys, value)
+
+    async def ratelimit_get(
+        self,
+        identifier: str,
+        periods: Sequence[tuple[str, float]],
+        service_id: str | None = None,
+        route_id: str | None = None,
+    ) -> dict[str, int]:
+        return await self._counters.get(identifier, periods, service_id, route_id)
+
+
+def open_store(settings: Any, entities: Iterable[Entity] | Mapping[str, Entity] | None = None) -> Store:
+    """A Store for `servegate.settings.Settings` (not yet connected)."""
+    if getattr(settings, "database", "sqlite") == "postgres":
+        timeout_ms = getattr(settings, "pg_timeout_ms", 5000) or 5000
+        backend: Backend = PostgresBackend(settings.pg_dsn(), timeout_s=timeout_ms / 1000)
+    else:
+        backend = SqliteBackend(settings.sqlite_path)
+    return Store(backend, entities)
+
+
+def open_store_url(url: str, entities: Iterable[Entity] | Mapping[str, Entity] | None = None) -> Store:
+    """A Store for `sqlite:///path/to/file.db` or `postgresql://user@host:port/db` (not yet connected)."""
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        # sqlite:///abs/x.db and sqlite:////abs/x.db are both /abs/x.db; sqlite://rel.db is relative
+        path = unquote(url[len("sqlite://") :].split("?", 1)[0])
+        if path.startswith("/"):
+            path = "/" + path.lstrip("/")
+        return Store(SqliteBackend(path or "servegate.db"), entities)
+    if parts.scheme in ("postgres", "postgresql"):
+        return Store(PostgresBackend(url), entities)
+    raise ValueError(f"unsupported store url scheme '{parts.scheme}'")
