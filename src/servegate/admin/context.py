@@ -1,0 +1,164 @@
+"""Per-request state handed to every Admin handler: store, settings, path params, query and body args."""
+
+from __future__ import annotations
+
+import copy
+import weakref
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+from aiohttp import web
+
+from servegate.admin.responses import Reply, bad_request, empty_reply
+from servegate.schema.fields import Entity
+
+MAX_ARGS = 1000
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+@dataclass
+class AppState:
+    store: Any
+    settings: Any
+    on_change: Callable[[], Awaitable[None]]
+    node_id: str
+    counters: dict[str, int] = field(default_factory=dict)
+    # connections (request protocol objects) already counted in connections_seen
+    seen: weakref.WeakSet[Any] = field(default_factory=weakref.WeakSet)
+
+
+@dataclass
+class Ctx:
+    request: web.Request
+    state: AppState
+    params: dict[str, str]
+    raw_params: dict[str, str]
+    query_pairs: list[tuple[str, str]] = field(default_factory=list)
+    body_kind: str = "empty"  # empty | json | form
+    json_body: dict[str, Any] | None = None
+    form_body: dict[str, Any] | None = None
+
+    @property
+    def store(self) -> Any:
+        return self.state.store
+
+    async def changed(self) -> None:
+        await self.state.on_change()
+
+    # ---- query string
+
+    def query_has(self, name: str) -> bool:
+        return any(k == name for k, _ in self.query_pairs)
+
+    def query_first(self, name: str) -> str | None:
+        for k, v in self.query_pairs:
+            if k == name:
+                return v
+        return None
+
+    # ---- body
+
+    def body_args(self, entity: Entity, *, plugin_name: str | None = None) -> dict[str, Any]:
+        """The request body as entity input: JSON as sent, form fields coerced per schema."""
+        if self.body_kind == "json":
+            return copy.deepcopy(self.json_body or {})
+        if self.body_kind == "form":
+            from servegate.schema.coerce import coerce
+
+            data = copy.deepcopy(self.form_body or {})
+            return dict(coerce(entity, data, plugin_name=plugin_name))
+        return {}
+
+    def body_plugin_name(self) -> str | None:
+        body = self.json_body if self.body_kind == "json" else self.form_body
+        name = (body or {}).get("name")
+        return name if isinstance(name, str) else None
+
+
+def parse_query(request: web.Request) -> list[tuple[str, str]]:
+    raw = request.rel_url.raw_query_string
+    if not raw:
+        return []
+    pairs = parse_qsl(raw, keep_blank_values=True, encoding="utf-8", errors="surrogateescape")
+    if len(pairs) > MAX_ARGS:
+        raise bad_request("Too many arguments")
+    return pairs
+
+
+async def read_body(ctx: Ctx) -> None:
+    """Kong's Content-Type gate and body decoding for POST/PUT/PATCH (GET/DELETE bodies are ignored)."""
+    request = ctx.request
+    ctype = request.headers.get("Content-Type")
+    if ctype is None:
+        if await request.read():
+            raise Reply(empty_reply(415))
+        return
+    media = ctype.split(";", 1)[0].strip().lower()
+    if media.startswith("application/json"):
+        try:
+            value = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            raise bad_request("Cannot parse JSON body") from None
+        if not isinstance(value, dict):
+            raise bad_request("Cannot parse JSON body")
+        ctx.body_kind, ctx.json_body = "json", value
+        return
+    if media not in _FORM_TYPES:
+        raise Reply(empty_reply(415))
+    if media == "application/x-www-form-urlencoded":
+        text = (await request.read()).decode("utf-8", "replace")
+        pairs = parse_qsl(text, keep_blank_values=True) if text else []
+        ctx.body_kind, ctx.form_body = "form", _decode_pairs(pairs, {})
+        return
+    pairs, typed = await _read_multipart(request)
+    ctx.body_kind, ctx.form_body = "form", _decode_pairs(pairs, typed)
+
+
+def _decode_pairs(pairs: list[tuple[str, str]], typed: dict[str, Any]) -> dict[str, Any]:
+    from servegate.schema.coerce import TooManyArguments, decode_form
+
+    if len(pairs) + len(typed) > MAX_ARGS:
+        raise bad_request("Too many arguments")
+    try:
+        data = dict(decode_form(pairs, allow_map_keys=True))
+    except TooManyArguments:
+        raise bad_request("Too many arguments") from None
+    # multipart parts sent as application/json keep their JSON value
+    data.update(typed)
+    return data
+
+
+async def _read_multipart(request: web.Request) -> tuple[list[tuple[str, str]], dict[str, Any]]:
+    from aiohttp import BodyPartReader
+
+    pairs: list[tuple[str, str]] = []
+    typed: dict[str, Any] = {}
+    if not request.can_read_body:
+        return pairs, typed
+    try:
+        reader = await request.multipart()
+        while True:
+            part = await reader.next()
+            if part is None:
+                break
+            if not isinstance(part, BodyPartReader) or not part.name:
+                continue
+            data = await part.read(decode=True)
+            ptype = (part.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
+            if ptype == "application/json":
+                try:
+                    typed[part.name] = orjson.loads(data)
+                except orjson.JSONDecodeError:
+                    raise bad_request("Cannot parse JSON body") from None
+            else:
+                pairs.append((part.name, data.decode(part.get_charset("utf-8"), "replace")))
+            if len(pairs) + len(typed) > MAX_ARGS:
+                raise bad_request("Too many arguments")
+    except (ValueError, AssertionError):
+        # malformed multipart (bad boundary): nothing usable in it
+        raise bad_request("Cannot parse multipart body") from None
+    return pairs, typed

@@ -1,0 +1,115 @@
+"""Path table for the Admin API: segment patterns, percent-decoding, literal-first matching.
+
+aiohttp's own router is not used for dispatch because Kong's rules differ from it: keys are matched after
+percent-decoding each segment, a trailing slash is tolerated, literal segments win over parameters
+(`/plugins/enabled` before `/plugins/{plugins}`), and unknown paths vs. known paths with a wrong method
+must give distinct Kong bodies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+from urllib.parse import unquote_to_bytes
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from servegate.admin.context import Ctx
+
+Handler = Callable[["Ctx"], Awaitable[web.Response]]
+
+
+@dataclass
+class Endpoint:
+    """One path pattern, e.g. ("services", "{services}", "routes"), and its method handlers."""
+
+    segments: tuple[str, ...]
+    methods: dict[str, Handler] = field(default_factory=dict)
+
+    @property
+    def path(self) -> str:
+        return "/" + "/".join(self.segments)
+
+    def allowed(self) -> list[str]:
+        names = set(self.methods)
+        if "GET" in names:
+            names.add("HEAD")
+        names.add("OPTIONS")
+        return sorted(names)
+
+
+def is_param(segment: str) -> bool:
+    return segment.startswith("{") and segment.endswith("}")
+
+
+@dataclass
+class Match:
+    endpoint: Endpoint
+    params: dict[str, str]  # decoded values
+    raw_params: dict[str, str]  # as sent (still percent-encoded), for `next` links
+
+
+class PathTable:
+    def __init__(self) -> None:
+        self._by_len: dict[int, list[Endpoint]] = {}
+        self._all: dict[tuple[str, ...], Endpoint] = {}
+
+    def add(self, path: str, method: str, handler: Handler) -> None:
+        segments = tuple(s for s in path.split("/") if s)
+        ep = self._all.get(segments)
+        if ep is None:
+            ep = Endpoint(segments)
+            self._all[segments] = ep
+            self._by_len.setdefault(len(segments), []).append(ep)
+        ep.methods[method] = handler
+
+    def paths(self) -> list[str]:
+        return sorted(ep.path for ep in self._all.values())
+
+    def match(self, raw_path: str) -> Match | None:
+        raw_segments = split_path(raw_path)
+        decoded = [decode_segment(s) for s in raw_segments]
+        best: tuple[tuple[int, ...], Endpoint] | None = None
+        for ep in self._by_len.get(len(decoded), ()):
+            score: list[int] = []
+            for pat, value in zip(ep.segments, decoded, strict=True):
+                if is_param(pat):
+                    score.append(0)
+                elif pat == value:
+                    score.append(1)
+                else:
+                    break
+            else:
+                key = tuple(score)
+                if best is None or key > best[0]:
+                    best = (key, ep)
+        if best is None:
+            return None
+        ep = best[1]
+        params: dict[str, str] = {}
+        raw: dict[str, str] = {}
+        for pat, value, raw_value in zip(ep.segments, decoded, raw_segments, strict=True):
+            if is_param(pat):
+                params[pat[1:-1]] = value
+                raw[pat[1:-1]] = raw_value
+        return Match(ep, params, raw)
+
+
+def split_path(raw_path: str) -> list[str]:
+    path = raw_path.split("?", 1)[0]
+    # `/services/` is `/services`; empty segments elsewhere never match a pattern.
+    if len(path) > 1 and path.endswith("/"):
+        path = path[:-1]
+    parts = path.split("/")[1:]
+    return [] if parts == [""] else parts
+
+
+def decode_segment(segment: str) -> str:
+    # surrogateescape keeps invalid UTF-8 visible to handlers that must reject it (/tags/<bad>).
+    return unquote_to_bytes(segment).decode("utf-8", "surrogateescape")
+
+
+def has_invalid_utf8(value: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in value)

@@ -1,0 +1,76 @@
+"""HTTP client for the Admin API under test: raw (already encoded) paths, JSON or form bodies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+import orjson
+from yarl import URL
+
+
+@dataclass
+class Resp:
+    status: int
+    headers: Any
+    body: bytes
+
+    @property
+    def json(self) -> Any:
+        return orjson.loads(self.body) if self.body else None
+
+
+@dataclass
+class Admin:
+    """A client for the Admin API under test; paths are sent exactly as written (already encoded)."""
+
+    base: str
+    session: aiohttp.ClientSession
+    store: Any
+    changes: list[int] = field(default_factory=list)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        form: Any = None,
+        data: bytes | str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Resp:
+        hdrs = dict(headers or {})
+        body: Any = data
+        if json is not None:
+            body = orjson.dumps(json)
+            hdrs.setdefault("Content-Type", "application/json")
+        elif form is not None:
+            body = urlencode(form, doseq=True) if not isinstance(form, str) else form
+            hdrs.setdefault("Content-Type", "application/x-www-form-urlencoded")
+        url = URL(self.base + path, encoded=True)
+        async with self.session.request(method, url, data=body, headers=hdrs) as r:
+            raw = await r.read()
+            return Resp(r.status, r.headers, raw)
+
+    async def get(self, path: str, **kw: Any) -> Resp:
+        return await self.request("GET", path, **kw)
+
+    async def post(self, path: str, **kw: Any) -> Resp:
+        return await self.request("POST", path, **kw)
+
+    async def put(self, path: str, **kw: Any) -> Resp:
+        return await self.request("PUT", path, **kw)
+
+    async def patch(self, path: str, **kw: Any) -> Resp:
+        return await self.request("PATCH", path, **kw)
+
+    async def delete(self, path: str, **kw: Any) -> Resp:
+        return await self.request("DELETE", path, **kw)
+
+    async def ok(self, method: str, path: str, status: int, **kw: Any) -> Any:
+        """Request and assert the status; returns the JSON body."""
+        r = await self.request(method, path, **kw)
+        assert r.status == status, (method, path, r.status, r.body)
+        return r.json
