@@ -1,0 +1,33 @@
+"""Per-worker reference to the current snapshot."""
+
+from __future__ import annotations
+
+import asyncio
+
+from servegate.snapshot.model import Snapshot, SnapshotStore, load_snapshot
+
+__all__ = ["SnapshotHolder"]
+
+
+class SnapshotHolder:
+    """Requests read ``current`` once and keep using that snapshot to the end, even if it is swapped meanwhile."""
+
+    __slots__ = ("_lock", "_with_plugins", "current")
+
+    def __init__(self, current: Snapshot, *, with_plugins: bool = True) -> None:
+        self.current = current
+        self._lock = asyncio.Lock()
+        self._with_plugins = with_plugins
+
+    def swap(self, new: Snapshot) -> Snapshot:
+        """Install ``new``; returns the previous snapshot."""
+        old, self.current = self.current, new
+        return old
+
+    async def refresh(self, store: SnapshotStore, *, force: bool = False) -> bool:
+        """Rebuild from ``store`` when its config version moved (or when forced). True if swapped."""
+        async with self._lock:
+            if not force and await store.config_version() == self.current.version:
+                return False
+            self.swap(await load_snapshot(store, with_plugins=self._with_plugins))
+            return True
