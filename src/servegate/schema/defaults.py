@@ -1,0 +1,90 @@
+"""Filling defaults, normalizing collections and merging updates (Kong's process_auto_fields).
+
+`MISSING` marks an absent key; `None` is an explicit null and is kept as such.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+from servegate.schema.fields import NO_DEFAULT, Field
+
+MISSING: Any = object()
+
+
+def dedupe(values: list[Any]) -> list[Any]:
+    """Set semantics: first occurrence wins, order kept."""
+    out: list[Any] = []
+    for v in values:
+        if v not in out:
+            out.append(v)
+    return out
+
+
+def missing_value(field: Field) -> Any:
+    """The value an absent field takes on insert/upsert."""
+    if field.default is not NO_DEFAULT:
+        return copy.deepcopy(field.default)
+    if not field.required:
+        return None
+    if field.type == "record" and field.fields is not None:
+        return fill_record(field, {}, "insert")
+    return None
+
+
+def adjust(field: Field, value: Any, op: str) -> Any:
+    """Defaults and collection normalization for one field; `value` may be MISSING."""
+    if field.type == "record":
+        if field.fields is not None:
+            if value is MISSING and op != "update" and field.required:
+                value = missing_value(field)
+            if isinstance(value, Mapping):
+                return fill_record(field, value, op)
+    elif isinstance(value, list | Mapping) and field.type in ("array", "set", "map"):
+        if field.type in ("array", "set"):
+            if isinstance(value, Mapping):
+                # An empty JSON object is an empty Lua table, which Kong accepts as an empty array.
+                if value:
+                    return value
+                value = []
+            if field.type == "set":
+                value = dedupe(value)
+            sub = field.elements
+            if sub is not None:
+                value = [adjust(sub, v, op) for v in value]
+        elif isinstance(value, Mapping) and field.values is not None:
+            value = {k: adjust(field.values, v, op) for k, v in value.items()}
+    if value is MISSING and op != "update":
+        return missing_value(field)
+    return value
+
+
+def fill_record(field: Field, value: Mapping[str, Any], op: str) -> dict[str, Any]:
+    """A record's subfields with defaults (insert/upsert) and normalized collections."""
+    out = dict(value)
+    for name, sub in field.fields or ():
+        v = adjust(sub, out.get(name, MISSING), op)
+        if v is not MISSING:
+            out[name] = v
+    return out
+
+
+def merge(fields: Mapping[str, Field], top: Mapping[str, Any], bottom: Mapping[str, Any] | None) -> dict[str, Any]:
+    """PATCH semantics: `top` over `bottom`; records merged recursively, everything else replaced."""
+    out = dict(bottom or {})
+    for key, top_v in top.items():
+        field = fields.get(key)
+        bottom_v = out.get(key)
+        if (
+            field is not None
+            and field.type == "record"
+            and field.fields is not None
+            and isinstance(top_v, Mapping)
+            and isinstance(bottom_v, Mapping)
+        ):
+            out[key] = merge(field.record_fields(), top_v, bottom_v)
+        else:
+            out[key] = top_v
+    return out
