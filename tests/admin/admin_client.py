@@ -38,6 +38,7 @@ class Admin:
         *,
         json: Any = None,
         form: Any = None,
+        multipart: dict[str, Any] | None = None,
         data: bytes | str | None = None,
         headers: dict[str, str] | None = None,
     ) -> Resp:
@@ -46,6 +47,15 @@ class Admin:
         if json is not None:
             body = orjson.dumps(json)
             hdrs.setdefault("Content-Type", "application/json")
+        elif multipart is not None:
+            writer = aiohttp.MultipartWriter("form-data")
+            for name, value in multipart.items():
+                if isinstance(value, dict | list):
+                    part = writer.append_json(value)
+                else:
+                    part = writer.append(str(value), {"Content-Type": "text/plain"})
+                part.set_content_disposition("form-data", name=name)
+            body = writer
         elif form is not None:
             body = urlencode(form, doseq=True) if not isinstance(form, str) else form
             hdrs.setdefault("Content-Type", "application/x-www-form-urlencoded")
