@@ -23,9 +23,7 @@ def _is_name_char(ch: str) -> bool:
 def utf8_name(value: str) -> str | None:
     if value and all(_is_name_char(c) for c in value):
         return None
-    return (
-        f"invalid value '{value}': the only accepted ascii characters are alphanumerics or ., -, _, and ~"
-    )
+    return f"invalid value '{value}': the only accepted ascii characters are alphanumerics or ., -, _, and ~"
 
 
 def _is_tag_char(ch: str) -> bool:
@@ -200,7 +198,7 @@ def _percent_error(path: str) -> str | None:
     i = raw.find("%")
     if i == -1:
         return None
-    return f"invalid url-encoded value: '{raw[i:i + 3]}'"
+    return f"invalid url-encoded value: '{raw[i : i + 3]}'"
 
 
 def service_path(value: str) -> str | None:

@@ -71,7 +71,9 @@ def fill_record(field: Field, value: Mapping[str, Any], op: str) -> dict[str, An
     return out
 
 
-def merge(fields: Mapping[str, Field], top: Mapping[str, Any], bottom: Mapping[str, Any] | None) -> dict[str, Any]:
+def merge(
+    fields: Mapping[str, Field], top: Mapping[str, Any], bottom: Mapping[str, Any] | None
+) -> dict[str, Any]:
     """PATCH semantics: `top` over `bottom`; records merged recursively, everything else replaced."""
     out = dict(bottom or {})
     for key, top_v in top.items():

@@ -38,9 +38,7 @@ def tags_field() -> Field:
 
 
 def protocols_field(default: tuple[str, ...] = HTTP_PROTOCOLS, allowed: tuple[str, ...] = PROTOCOLS) -> Field:
-    return Field(
-        "set", required=True, default=list(default), elements=Field("string", one_of=tuple(allowed))
-    )
+    return Field("set", required=True, default=list(default), elements=Field("string", one_of=tuple(allowed)))
 
 
 def _endpoint_set(values: Any) -> list[Any]:
@@ -191,7 +189,9 @@ def _route_checks(row: Mapping[str, Any]) -> dict[str, Any] | None:
         snis = row.get("snis")
         if isinstance(snis, list) and len(snis) != 0:
             errors["snis"] = "length must be 0"
-            entity.append("'snis' can only be set when 'protocols' is 'grpcs', 'https', 'tls' or 'tls_passthrough'")
+            entity.append(
+                "'snis' can only be set when 'protocols' is 'grpcs', 'https', 'tls' or 'tls_passthrough'"
+            )
 
     kind = route_subschema(row)
     forbidden: tuple[str, ...] = ()
@@ -357,9 +357,7 @@ KEYAUTH_CREDENTIALS = Entity(
 
 
 # Dependency order: parents before children (store DDL, declarative import, snapshot loads).
-ENTITIES: dict[str, Entity] = {
-    e.name: e for e in (SERVICES, ROUTES, CONSUMERS, PLUGINS, KEYAUTH_CREDENTIALS)
-}
+ENTITIES: dict[str, Entity] = {e.name: e for e in (SERVICES, ROUTES, CONSUMERS, PLUGINS, KEYAUTH_CREDENTIALS)}
 
 
 def get_entity(name: str) -> Entity | None:

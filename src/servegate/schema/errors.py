@@ -160,9 +160,7 @@ def _pretty(value: Any, indent: str, current: str) -> str:
     if isinstance(value, list | tuple):
         items = [_pretty(v, indent, inner) for v in value]
     elif isinstance(value, Mapping):
-        items = [
-            f"{_lua_key(k)}{eq}{_pretty(value[k], indent, inner)}" for k in sorted(value, key=_sort_key)
-        ]
+        items = [f"{_lua_key(k)}{eq}{_pretty(value[k], indent, inner)}" for k in sorted(value, key=_sort_key)]
     else:
         return _lua_string(str(value))
     if not items:
