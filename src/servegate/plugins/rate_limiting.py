@@ -1,0 +1,255 @@
+"""rate-limiting: per-window request limits with local, cluster or redis counters (§6.2)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Mapping
+from typing import Any
+
+from servegate import KONG_VERSION
+from servegate.plugins import checks, register
+from servegate.plugins.base import Context, Lookups, Plugin
+from servegate.plugins.ratelimit import EMPTY_UUID, HitResult, Policy, Window, make_policy
+from servegate.plugins.ratelimit.windows import EXPIRATION, PERIODS, TITLE, window_start
+from servegate.schema.fields import Field
+
+log = logging.getLogger("servegate.plugins.rate-limiting")
+
+SYNC_RATE_REALTIME = -1
+
+
+def _periods_order(config: Any) -> str | None:
+    """A larger window may not have a smaller limit; sync_rate only with redis."""
+    if not isinstance(config, Mapping):
+        return None
+    for i, lower in enumerate(PERIODS):
+        v1 = config.get(lower)
+        if not isinstance(v1, (int, float)) or isinstance(v1, bool):
+            continue
+        for upper in PERIODS[i + 1:]:
+            v2 = config.get(upper)
+            if isinstance(v2, (int, float)) and not isinstance(v2, bool) and v2 < v1:
+                return f"The limit for {upper}({float(v2):.1f}) cannot be lower than the limit for {lower}({float(v1):.1f})"
+    sync_rate = config.get("sync_rate", SYNC_RATE_REALTIME)
+    if config.get("policy") != "redis" and sync_rate != SYNC_RATE_REALTIME:
+        return "sync_rate can only be used with the redis policy"
+    if config.get("policy") == "redis" and isinstance(sync_rate, (int, float)):
+        if sync_rate != SYNC_RATE_REALTIME and sync_rate < 0.02:
+            return "sync_rate must be greater than 0.02, or -1 to disable"
+    return None
+
+
+REDIS = Field(
+    type="record",
+    fields=(
+        ("host", Field(type="string", checks=(checks.host,))),
+        ("port", Field(type="integer", default=6379, between=(0, 65535))),
+        ("timeout", Field(type="integer", default=2000, between=(0, 2**31 - 2))),
+        ("username", Field(type="string")),
+        ("password", Field(type="string")),
+        ("database", Field(type="integer", default=0)),
+        ("ssl", Field(type="boolean", default=False)),
+        ("ssl_verify", Field(type="boolean", default=False)),
+        ("server_name", Field(type="string", checks=(checks.sni,))),
+    ),
+)
+
+CONFIG = Field(
+    type="record",
+    required=True,
+    fields=(
+        ("second", Field(type="number", gt=0)),
+        ("minute", Field(type="number", gt=0)),
+        ("hour", Field(type="number", gt=0)),
+        ("day", Field(type="number", gt=0)),
+        ("month", Field(type="number", gt=0)),
+        ("year", Field(type="number", gt=0)),
+        ("limit_by", Field(type="string", default="consumer",
+                           one_of=("consumer", "credential", "ip", "service", "header", "path"))),
+        ("header_name", Field(type="string", checks=(checks.header_name,))),
+        ("path", Field(type="string", starts_with="/", checks=(checks.path,))),
+        ("policy", Field(type="string", default="local", one_of=("local", "cluster", "redis"))),
+        ("fault_tolerant", Field(type="boolean", required=True, default=True)),
+        ("redis", REDIS),
+        ("hide_client_headers", Field(type="boolean", required=True, default=False)),
+        ("error_code", Field(type="number", default=429, gt=0)),
+        ("error_message", Field(type="string", default="API rate limit exceeded")),
+        ("sync_rate", Field(type="number", required=True, default=-1)),
+    ),
+    checks=(_periods_order,),
+)
+
+_AT_LEAST_ONE = ("at least one of these fields must be non-empty: "
+                 + ", ".join(f"'config.{p}'" for p in PERIODS))
+
+
+def _config(row: Mapping[str, Any]) -> Mapping[str, Any]:
+    c = row.get("config")
+    return c if isinstance(c, Mapping) else {}
+
+
+def _check_any_limit(row: Mapping[str, Any]) -> list[str] | None:
+    c = _config(row)
+    return None if any(c.get(p) is not None for p in PERIODS) else [_AT_LEAST_ONE]
+
+
+def _check_redis_required(row: Mapping[str, Any]) -> dict[str, Any] | None:
+    c = _config(row)
+    if c.get("policy") != "redis":
+        return None
+    r = c.get("redis") if isinstance(c.get("redis"), Mapping) else {}
+    missing = {f: "required field missing" for f in ("host", "port", "timeout") if r.get(f) is None}
+    return {"config": {"redis": missing}} if missing else None
+
+
+def _check_limit_by_fields(row: Mapping[str, Any]) -> dict[str, Any] | None:
+    c = _config(row)
+    field = {"header": "header_name", "path": "path"}.get(c.get("limit_by"))  # type: ignore[arg-type]
+    if field is not None and c.get(field) is None:
+        return {"config": {field: "required field missing"}}
+    return None
+
+
+def _shorthand(field: str, f: Field) -> tuple[Field, Any]:
+    return f, lambda value: {"redis": {field: value}}
+
+
+# Deprecated top-level aliases of config.redis.* (accepted on input, echoed on output).
+SHORTHANDS: dict[str, tuple[Field, Any]] = {
+    "redis_host": _shorthand("host", Field(type="string")),
+    "redis_port": _shorthand("port", Field(type="integer")),
+    "redis_password": _shorthand("password", Field(type="string")),
+    "redis_username": _shorthand("username", Field(type="string")),
+    "redis_ssl": _shorthand("ssl", Field(type="boolean")),
+    "redis_ssl_verify": _shorthand("ssl_verify", Field(type="boolean")),
+    "redis_server_name": _shorthand("server_name", Field(type="string")),
+    "redis_timeout": _shorthand("timeout", Field(type="integer")),
+    "redis_database": _shorthand("database", Field(type="integer")),
+}
+ECHO: dict[str, tuple[str, ...]] = {name: ("redis", name[len("redis_"):]) for name in SHORTHANDS}
+
+
+def _num(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else repr(float(v))
+
+
+class RateLimitConf:
+    __slots__ = ("limits", "limit_by", "header_name", "path", "policy", "fault_tolerant", "hide",
+                 "error_code", "error_message", "route_id", "service_id")
+
+    def __init__(self, row: Mapping[str, Any]) -> None:
+        c = _config(row)
+        self.limits: tuple[tuple[str, float], ...] = tuple(
+            (p, c[p]) for p in PERIODS if c.get(p) is not None)
+        self.limit_by: str = c.get("limit_by") or "consumer"
+        hn = c.get("header_name")
+        self.header_name: str | None = hn.lower() if isinstance(hn, str) else None
+        self.path: str | None = c.get("path")
+        self.policy: Policy = make_policy(c.get("policy") or "local", c.get("redis"))
+        self.fault_tolerant = c.get("fault_tolerant", True) is not False
+        self.hide = bool(c.get("hide_client_headers"))
+        self.error_code = int(c.get("error_code") or 429)
+        self.error_message: str | None = c.get("error_message")
+        route, service = row.get("route"), row.get("service")
+        self.route_id: str = (route or {}).get("id") or EMPTY_UUID
+        self.service_id: str = (service or {}).get("id") or EMPTY_UUID
+
+
+def identifier(ctx: Context, conf: RateLimitConf) -> str:
+    by = conf.limit_by
+    ident: str | None = None
+    if by == "consumer":
+        src = ctx.consumer or ctx.credential
+        ident = src.get("id") if src is not None else None
+    elif by == "credential":
+        ident = ctx.credential.get("id") if ctx.credential is not None else None
+    elif by == "service":
+        ident = ctx.service.get("id") if ctx.service is not None else None
+    elif by == "header":
+        ident = ctx.header(conf.header_name) if conf.header_name else None
+    elif by == "path":
+        ident = ctx.path if ctx.path == conf.path else None
+    return ident or ctx.client_ip
+
+
+class RateLimiting(Plugin):
+    name = "rate-limiting"
+    PRIORITY = 910
+    VERSION = KONG_VERSION
+    config_schema = CONFIG
+    protocols_default = ("grpc", "grpcs", "http", "https")
+    entity_checks = (_check_any_limit, _check_redis_required, _check_limit_by_fields)
+    config_shorthands = SHORTHANDS
+    config_echo = ECHO
+
+    def compile(self, row: Mapping[str, Any], lookups: Lookups) -> RateLimitConf:
+        return RateLimitConf(row)
+
+    def access(self, ctx: Context, conf: RateLimitConf) -> Awaitable[None] | None:  # type: ignore[override]
+        if not conf.limits:
+            return None
+        now = int(time.time())
+        windows: list[Window] = [(p, limit, window_start(p, now)) for p, limit in conf.limits]
+        try:
+            r = conf.policy.hit(conf.route_id, conf.service_id, identifier(ctx, conf), windows, now)
+        except Exception as e:
+            self._failed(ctx, conf, e)
+            return None
+        if isinstance(r, tuple):
+            apply(ctx, conf, windows, r, now)
+            return None
+        return self._finish(ctx, conf, windows, r, now)
+
+    async def _finish(self, ctx: Context, conf: RateLimitConf, windows: list[Window],
+                      pending: Awaitable[HitResult], now: int) -> None:
+        try:
+            r = await pending
+        except Exception as e:
+            self._failed(ctx, conf, e)
+            return
+        apply(ctx, conf, windows, r, now)
+
+    @staticmethod
+    def _failed(ctx: Context, conf: RateLimitConf, err: Exception) -> None:
+        if not conf.fault_tolerant:
+            log.error("rate-limiting: failed to get usage: %s", err)
+            ctx.exit(500)
+        log.error("rate-limiting: failed to get usage (fault tolerant, request not limited): %s", err)
+
+
+def apply(ctx: Context, conf: RateLimitConf, windows: list[Window], result: HitResult, now: int) -> None:
+    """Set the client headers for the usage the policy saw and reject when a window is full."""
+    usages, admitted = result
+    stop: str | None = None
+    if not admitted:
+        for (period, limit, _), used in zip(windows, usages, strict=True):
+            if limit - used <= 0:
+                stop = period
+    if not conf.hide:
+        best_limit: float = 0
+        best_remaining: float | None = None
+        best_window = 0
+        reset = 1
+        for (period, limit, start), used in zip(windows, usages, strict=True):
+            remaining = limit - used
+            if stop is None or stop == period:
+                remaining -= 1
+            remaining = max(0, remaining)
+            length = EXPIRATION[period]
+            if best_remaining is None or remaining < best_remaining or (
+                    remaining == best_remaining and length > best_window):
+                best_limit, best_remaining, best_window = limit, remaining, length
+                reset = max(1, length - (now - start))
+            ctx.add_response_header(f"X-RateLimit-Limit-{TITLE[period]}", _num(limit))
+            ctx.add_response_header(f"X-RateLimit-Remaining-{TITLE[period]}", _num(remaining))
+        ctx.add_response_header("RateLimit-Limit", _num(best_limit))
+        ctx.add_response_header("RateLimit-Remaining", _num(best_remaining or 0))
+        ctx.add_response_header("RateLimit-Reset", str(reset))
+        if stop is not None:
+            ctx.add_response_header("Retry-After", str(reset))
+    if stop is not None:
+        ctx.exit(conf.error_code, conf.error_message)
+
+
+register(RateLimiting)

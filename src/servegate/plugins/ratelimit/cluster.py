@@ -1,0 +1,123 @@
+"""`cluster` policy: counters in PostgreSQL's `ratelimiting_metrics`, shared by every node.
+
+One transaction per request: an upsert of every window row (`value + 1`, rows taken in a fixed
+order so concurrent requests cannot deadlock) RETURNING the new values; the row locks serialize
+requests on the same counters, and when any window is over its limit the transaction rolls back,
+so a rejected request is not counted and exactly `limit` requests are admitted per window.
+Without PostgreSQL (SQLite store: a single node) the node-wide local counters are used instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from servegate.plugins.ratelimit import HitResult, Window, runtime
+from servegate.plugins.ratelimit.local import LocalPolicy
+from servegate.plugins.ratelimit.windows import EXPIRATION
+
+log = logging.getLogger("servegate.plugins.rate-limiting")
+
+_UPSERT = """
+INSERT INTO ratelimiting_metrics AS m (identifier, period, period_date, service_id, route_id, value, ttl)
+SELECT $1::text, t.period, to_timestamp(t.start), $2::uuid, $3::uuid, 1,
+       CURRENT_TIMESTAMP + make_interval(secs => t.expire)
+  FROM unnest($4::text[], $5::float8[], $6::float8[]) WITH ORDINALITY AS t(period, start, expire, ord)
+ ORDER BY t.ord
+ON CONFLICT (identifier, period, period_date, service_id, route_id)
+DO UPDATE SET value = m.value + EXCLUDED.value
+RETURNING m.period, m.value
+"""
+
+_CLEANUP = "DELETE FROM ratelimiting_metrics WHERE ttl < CURRENT_TIMESTAMP"
+_CLEANUP_EVERY_S = 60.0
+
+
+class _Rejected(Exception):  # noqa: N818 - rolls the transaction back
+    pass
+
+
+class _PoolEntry:
+    __slots__ = ("pool", "lock", "last_cleanup", "task")
+
+    def __init__(self) -> None:
+        self.pool: asyncpg.Pool | None = None
+        self.lock = asyncio.Lock()
+        self.last_cleanup = time.monotonic()
+        self.task: asyncio.Task[Any] | None = None
+
+
+# Pools are per event loop (a pool cannot be shared across loops) and per DSN.
+_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _PoolEntry]] = weakref.WeakKeyDictionary()
+
+
+async def _pool(dsn: str) -> _PoolEntry:
+    loop = asyncio.get_running_loop()
+    entry = _pools.setdefault(loop, {}).get(dsn)
+    if entry is None:
+        entry = _pools[loop][dsn] = _PoolEntry()
+    if entry.pool is None:
+        async with entry.lock:
+            if entry.pool is None:
+                entry.pool = await asyncpg.create_pool(dsn, min_size=1, max_size=10)
+    return entry
+
+
+async def _cleanup(pool: asyncpg.Pool) -> None:
+    try:
+        await pool.execute(_CLEANUP)
+    except Exception as e:  # housekeeping only
+        log.warning("rate-limiting: expired counters cleanup failed: %s", e)
+
+
+async def close_pools() -> None:
+    """Close this loop's pools (server shutdown, tests)."""
+    for entry in _pools.pop(asyncio.get_running_loop(), {}).values():
+        if entry.pool is not None:
+            await entry.pool.close()
+
+
+class ClusterPolicy:
+    __slots__ = ("_dsn", "_local")
+
+    def __init__(self, dsn: str | None = None) -> None:
+        self._dsn = dsn
+        self._local: LocalPolicy | None = None
+
+    def hit(self, route_id: str, service_id: str, identifier: str, windows: Sequence[Window],
+            now: int) -> Any:
+        dsn = self._dsn or runtime.pg_dsn
+        if dsn is None:
+            if self._local is None:
+                self._local = LocalPolicy()
+            return self._local.hit(route_id, service_id, identifier, windows, now)
+        return self._hit(dsn, route_id, service_id, identifier, windows)
+
+    async def _hit(self, dsn: str, route_id: str, service_id: str, identifier: str,
+                   windows: Sequence[Window]) -> HitResult:
+        entry = await _pool(dsn)
+        assert entry.pool is not None
+        periods = [w[0] for w in windows]
+        starts = [float(w[2]) for w in windows]
+        expires = [float(EXPIRATION[w[0]]) for w in windows]
+        values: dict[str, int] = {}
+        admitted = True
+        async with entry.pool.acquire() as conn:
+            try:
+                async with conn.transaction():
+                    rows = await conn.fetch(_UPSERT, identifier, service_id, route_id, periods, starts, expires)
+                    values = {r["period"]: r["value"] for r in rows}
+                    if any(values[p] - 1 >= limit for p, limit, _ in windows):
+                        raise _Rejected
+            except _Rejected:
+                admitted = False
+        if time.monotonic() - entry.last_cleanup > _CLEANUP_EVERY_S and (entry.task is None or entry.task.done()):
+            entry.last_cleanup = time.monotonic()
+            entry.task = asyncio.get_running_loop().create_task(_cleanup(entry.pool))
+        return [values[p] - 1 for p, _, _ in windows], admitted
