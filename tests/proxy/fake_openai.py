@@ -111,7 +111,7 @@ class Conn(asyncio.Protocol):
                 self.respond(400, b'{"error":"bad json"}')
                 return
         ka = req["keep_alive"]
-        if path == "/__echo":
+        if path.startswith("/__echo"):
             out = {"method": req["method"], "url": req["url"], "headers": req["headers"],
                    "body": req["body"].decode("latin-1")}
             self.respond(200, json.dumps(out).encode(), extra="Server: fake-backend\r\nVia: 1.0 backendproxy\r\n"

@@ -19,17 +19,9 @@ from servegate.settings import load_settings
 
 
 def build(rows: dict[str, list[dict[str, Any]]]) -> Any:
-    try:
-        from servegate.snapshot import build_snapshot  # type: ignore[attr-defined]
-    except ImportError:
-        build_snapshot = None
-    if build_snapshot is not None:
-        return build_snapshot(rows)
-    # Stand-in until servegate.snapshot lands: the real router, no plugins.
-    from servegate.proxy.router import Router
+    from servegate.snapshot import build_snapshot
 
-    services = {s["id"]: s for s in rows.get("services", [])}
-    return SimpleNamespace(router=Router(rows.get("routes", []), services), plugins=None, version=1)
+    return build_snapshot(rows, 1, with_plugins=bool(rows.get("plugins")))
 
 
 async def main(path: str) -> None:

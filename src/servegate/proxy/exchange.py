@@ -24,6 +24,8 @@ REPLAY_LIMIT = 64 * 1024
 PENDING_LIMIT = 64 * 1024
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _LAST_CHUNK = b"0\r\n\r\n"
+# Like nginx, a request already sent is tried again after an upstream error only when it is idempotent.
+IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"))
 
 
 class HeaderView:
@@ -164,7 +166,7 @@ class Exchange:
         self.read_timeout = (service.get("read_timeout") or 60000) / 1000.0
         self.write_timeout = (service.get("write_timeout") or 60000) / 1000.0
         plugins = snapshot.plugins
-        if plugins is not None:
+        if plugins:
             from servegate.proxy import phases
 
             if phases.run_access(self, plugins, snapshot):
@@ -367,7 +369,7 @@ class Exchange:
     def response_complete(self, up: UpstreamProtocol, reusable: bool = True) -> None:
         self.up = None
         up.exchange = None
-        if reusable and self.req_done and up.parser.should_keep_alive():
+        if reusable and self.req_done and up.keep_alive:
             self.conn.server.pool.put(up)
         else:
             up.transport.close()
@@ -379,10 +381,14 @@ class Exchange:
             return
         self.up = None
         if not up.head_done:
-            if not up.got_bytes and up.reused and self.replay is not None and self.req_done:
-                # A pooled connection the upstream had already closed: replay on a fresh one.
+            if not up.got_bytes and self.replay is not None and self.req_done:
+                if up.reused:
+                    # A pooled connection the upstream had already closed: replay for free on a fresh one.
+                    self.tries -= 1
+                elif self.method not in IDEMPOTENT or self.tries >= self.max_tries:
+                    self.fail(502)
+                    return
                 self.pending = list(self.replay)
-                self.tries -= 1
                 self.connect(fresh=True)
                 return
             self.fail(502)

@@ -23,7 +23,7 @@ class UpstreamProtocol(asyncio.Protocol):
     __slots__ = (
         "key", "pool", "transport", "exchange", "parser", "headbuf", "head_done", "complete",
         "headers", "reason", "last_read", "write_paused_since", "reused", "closed", "idle_since",
-        "got_bytes",
+        "got_bytes", "keep_alive",
     )
 
     def __init__(self, key: tuple[str, int, bool], pool: UpstreamPool) -> None:
@@ -43,6 +43,7 @@ class UpstreamProtocol(asyncio.Protocol):
         self.closed = False
         self.idle_since = 0.0
         self.got_bytes = False
+        self.keep_alive = False
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def connection_made(self, transport: Any) -> None:
@@ -54,6 +55,7 @@ class UpstreamProtocol(asyncio.Protocol):
         self.headbuf = b""
         self.head_done = False
         self.complete = False
+        self.keep_alive = False
         self.got_bytes = False
         self.headers = []
         self.reason = b""
@@ -82,6 +84,8 @@ class UpstreamProtocol(asyncio.Protocol):
             ex.client_write(body)
 
     def on_message_complete(self) -> None:
+        # llhttp forgets the keep-alive verdict once the message is over: read it now.
+        self.keep_alive = self.parser.should_keep_alive()
         self.complete = True
 
     # -- data ------------------------------------------------------------------------------------------------
