@@ -15,7 +15,9 @@ def _body(kind: str, fields: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.mark.parametrize("kind", ["form", "multipart", "json"])
 async def test_create_service_each_content_type(admin: Admin, kind: str) -> None:
-    svc = await admin.ok("POST", "/services", 201, **_body(kind, {"protocol": "http", "host": "service.test"}))
+    svc = await admin.ok(
+        "POST", "/services", 201, **_body(kind, {"protocol": "http", "host": "service.test"})
+    )
     assert svc["name"] is None
     assert (svc["protocol"], svc["host"], svc["port"]) == ("http", "service.test", 80)
     assert svc["connect_timeout"] == svc["write_timeout"] == svc["read_timeout"] == 60000
