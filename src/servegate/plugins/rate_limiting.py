@@ -40,8 +40,10 @@ def _periods_order(config: Any) -> str | None:
     return None
 
 
+# Kong's nested records are required by default: an absent `redis` is filled with its defaults.
 REDIS = Field(
     type="record",
+    required=True,
     fields=(
         ("host", Field(type="string", checks=(checks.host,))),
         ("port", Field(type="integer", default=6379, between=(0, 65535))),
@@ -77,7 +79,8 @@ CONFIG = Field(
         ("error_message", Field(type="string", default="API rate limit exceeded")),
         ("sync_rate", Field(type="number", required=True, default=-1)),
     ),
-    checks=(_periods_order,),
+    # Kong's custom_validator (_periods_order) runs in _config_checks, to be reported as
+    # `config: "<message>"` as Kong does, not under the record's @entity.
 )
 
 _AT_LEAST_ONE = ("at least one of these fields must be non-empty: "
@@ -89,26 +92,35 @@ def _config(row: Mapping[str, Any]) -> Mapping[str, Any]:
     return c if isinstance(c, Mapping) else {}
 
 
-def _check_any_limit(row: Mapping[str, Any]) -> list[str] | None:
+def _config_checks(row: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Kong's rate-limiting entity checks and config validator, merged into one result because
+    the registry reports a dict result per top-level key (a second "config" would replace the first).
+
+    * no window at all -> "@entity": [at least one of ...]
+    * a larger window with a smaller limit, sync_rate misuse -> "config": "<message>"
+    * policy redis without redis.host/port/timeout, limit_by header/path without
+      header_name/path -> "config": {...: "required field missing"}
+    """
     c = _config(row)
-    return None if any(c.get(p) is not None for p in PERIODS) else [_AT_LEAST_ONE]
-
-
-def _check_redis_required(row: Mapping[str, Any]) -> dict[str, Any] | None:
-    c = _config(row)
-    if c.get("policy") != "redis":
-        return None
-    r = c.get("redis") if isinstance(c.get("redis"), Mapping) else {}
-    missing = {f: "required field missing" for f in ("host", "port", "timeout") if r.get(f) is None}
-    return {"config": {"redis": missing}} if missing else None
-
-
-def _check_limit_by_fields(row: Mapping[str, Any]) -> dict[str, Any] | None:
-    c = _config(row)
+    out: dict[str, Any] = {}
+    if not any(c.get(p) is not None for p in PERIODS):
+        out["@entity"] = [_AT_LEAST_ONE]
+    msg = _periods_order(c)
+    if msg is not None:
+        out["config"] = msg
+        return out
+    missing: dict[str, Any] = {}
+    if c.get("policy") == "redis":
+        r = c.get("redis") if isinstance(c.get("redis"), Mapping) else {}
+        redis_missing = {f: "required field missing" for f in ("host", "port", "timeout") if r.get(f) is None}
+        if redis_missing:
+            missing["redis"] = redis_missing
     field = {"header": "header_name", "path": "path"}.get(c.get("limit_by"))  # type: ignore[arg-type]
     if field is not None and c.get(field) is None:
-        return {"config": {field: "required field missing"}}
-    return None
+        missing[field] = "required field missing"
+    if missing:
+        out["config"] = missing
+    return out or None
 
 
 def _shorthand(field: str, f: Field) -> tuple[Field, Any]:
@@ -146,7 +158,11 @@ class RateLimitConf:
         hn = c.get("header_name")
         self.header_name: str | None = hn.lower() if isinstance(hn, str) else None
         self.path: str | None = c.get("path")
-        self.policy: Policy = make_policy(c.get("policy") or "local", c.get("redis"))
+        redis = dict(c.get("redis") or {})
+        for alias, (_, key) in ECHO.items():  # rows written with the deprecated aliases only
+            if redis.get(key) is None and c.get(alias) is not None:
+                redis[key] = c[alias]
+        self.policy: Policy = make_policy(c.get("policy") or "local", redis)
         self.fault_tolerant = c.get("fault_tolerant", True) is not False
         self.hide = bool(c.get("hide_client_headers"))
         self.error_code = int(c.get("error_code") or 429)
@@ -179,7 +195,7 @@ class RateLimiting(Plugin):
     VERSION = KONG_VERSION
     config_schema = CONFIG
     protocols_default = ("grpc", "grpcs", "http", "https")
-    entity_checks = (_check_any_limit, _check_redis_required, _check_limit_by_fields)
+    entity_checks = (_config_checks,)
     config_shorthands = SHORTHANDS
     config_echo = ECHO
 
