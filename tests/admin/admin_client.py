@@ -60,7 +60,9 @@ class Admin:
             body = urlencode(form, doseq=True) if not isinstance(form, str) else form
             hdrs.setdefault("Content-Type", "application/x-www-form-urlencoded")
         url = URL(self.base + path, encoded=True)
-        async with self.session.request(method, url, data=body, headers=hdrs) as r:
+        # Never let the client invent a Content-Type: the gate's behaviour depends on it.
+        skip = () if "Content-Type" in hdrs or isinstance(body, aiohttp.MultipartWriter) else ("Content-Type",)
+        async with self.session.request(method, url, data=body, headers=hdrs, skip_auto_headers=skip) as r:
             raw = await r.read()
             return Resp(r.status, r.headers, raw)
 
