@@ -61,7 +61,9 @@ class Admin:
             hdrs.setdefault("Content-Type", "application/x-www-form-urlencoded")
         url = URL(self.base + path, encoded=True)
         # Never let the client invent a Content-Type: the gate's behaviour depends on it.
-        skip = () if "Content-Type" in hdrs or isinstance(body, aiohttp.MultipartWriter) else ("Content-Type",)
+        skip = (
+            () if "Content-Type" in hdrs or isinstance(body, aiohttp.MultipartWriter) else ("Content-Type",)
+        )
         async with self.session.request(method, url, data=body, headers=hdrs, skip_auto_headers=skip) as r:
             raw = await r.read()
             return Resp(r.status, r.headers, raw)
