@@ -230,8 +230,29 @@ def route_path(value: str) -> str | None:
     try:
         compile_pcre(regex)
     except re.error as exc:
-        return f"invalid regex: '{regex}' (PCRE returned: {exc})"
+        return f"invalid regex: '{regex}' (PCRE returned: {pcre_error_text(exc, regex)})"
     return None
+
+
+# Python's wording -> PCRE2's, for the errors people actually make.
+_PCRE_WORDING = (
+    ("missing ), unterminated subpattern", "missing closing parenthesis"),
+    ("unbalanced parenthesis", "unmatched closing parenthesis"),
+    ("nothing to repeat", "quantifier does not follow a repeatable item"),
+    ("multiple repeat", "quantifier does not follow a repeatable item"),
+    ("unterminated character set", "missing terminating ] for character class"),
+    ("bad character range", "range out of order in character class"),
+)
+
+
+def pcre_error_text(exc: re.error, regex: str) -> str:
+    """Render a compile error the way Kong shows PCRE2's (`pcre2_compile() failed: ... in "<re>"`)."""
+    msg = exc.msg
+    for python_text, pcre_text in _PCRE_WORDING:
+        if msg.startswith(python_text):
+            msg = pcre_text
+            break
+    return f'pcre2_compile() failed: {msg} in "{regex}"'
 
 
 _PCRE_NAMED_GROUP = re.compile(r"\(\?<(?=[A-Za-z_])")

@@ -206,9 +206,9 @@ def _route_checks(row: Mapping[str, Any]) -> dict[str, Any] | None:
         forbidden = ("methods", "hosts", "paths", "headers")
         suffix = "'tcp', 'tls', 'tls_passthrough' or 'udp'"
         msg = None
-        if any(p in ("tcp", "tls", "udp") for p in protocols):
+        if all(p in ("tcp", "tls", "udp") for p in protocols):
             msg = _must_set_one_of(row, ("sources", "destinations", "snis"), "'tcp', 'tls' or 'udp'")
-        if msg is None and "tls_passthrough" in protocols and not _nonempty(row.get("snis")):
+        if msg is None and protocols == ["tls_passthrough"] * len(protocols) and not _nonempty(row.get("snis")):
             msg = "must set snis when 'protocols' is 'tls_passthrough'"
     elif kind == "grpc":
         forbidden = ("methods", "sources", "destinations")

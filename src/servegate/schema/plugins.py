@@ -20,6 +20,9 @@ class PluginSchema:
     config: Field  # a record
     # The plugin cannot be scoped to a consumer (`consumer: value must be null`).
     no_consumer: bool = False
+    # ... to a route / to a service (`route: value must be null`).
+    no_route: bool = False
+    no_service: bool = False
     protocols_default: tuple[str, ...] = HTTP_PROTOCOLS
     # Values allowed in `protocols` (register_plugin defaults it to protocols_default, as Kong's
     # protocols_http typedef does for key-auth and rate-limiting).
@@ -39,6 +42,8 @@ def register_plugin(
     version: str,
     config: Field,
     no_consumer: bool = False,
+    no_route: bool = False,
+    no_service: bool = False,
     protocols_default: tuple[str, ...] = HTTP_PROTOCOLS,
     protocols_allowed: tuple[str, ...] | None = None,
     entity_checks: tuple[EntityCheck, ...] = (),
@@ -52,6 +57,8 @@ def register_plugin(
         version=version,
         config=config,
         no_consumer=no_consumer,
+        no_route=no_route,
+        no_service=no_service,
         protocols_default=tuple(protocols_default),
         # Plugins whose default is the http subsystem (key-auth, rate-limiting) accept only those.
         protocols_allowed=tuple(protocols_allowed if protocols_allowed is not None else protocols_default),

@@ -243,8 +243,14 @@ def validate_row(entity: Entity, row: Mapping[str, Any]) -> dict[str, Err]:
     plugin = _plugin_for(entity, row)
     fields = entity_fields(entity, plugin)
     errors = _validate_fields(fields, row, full=True)
-    if plugin is not None and plugin.no_consumer and row.get("consumer") is not None:
-        errors["consumer"] = "value must be null"
+    if plugin is not None:
+        for scope, forbidden in (
+            ("route", plugin.no_route),
+            ("service", plugin.no_service),
+            ("consumer", plugin.no_consumer),
+        ):
+            if forbidden and row.get(scope) is not None:
+                errors[scope] = "value must be null"
     for check in entity.entity_checks:
         _add_check_result(errors, check(row))
     if plugin is not None:
