@@ -108,3 +108,16 @@ async def test_ensure_schema_bootstraps_once(raw_store: Store, make: Any) -> Non
     await raw_store.insert("consumers", make("consumers", username="bob"))
     await raw_store.ensure_schema()
     assert len(await raw_store.all("consumers")) == 1
+
+
+async def test_writes_work_after_reset_and_bootstrap_on_same_store(store: Store, make: Any) -> None:
+    # warm any per-connection statement caches, then recreate the tables underneath them
+    for i in range(3):
+        await store.insert("consumers", make("consumers", username=f"u{i}"))
+        await store.select_by("consumers", "username", f"u{i}")
+    assert await store.reset()
+    await store.bootstrap()
+    for i in range(3):
+        row = await store.insert("consumers", make("consumers", username=f"u{i}"))
+        assert await store.select_by("consumers", "username", f"u{i}") == row
+        assert await store.update("consumers", dict(row, custom_id=f"c{i}"))

@@ -36,6 +36,7 @@ class Dialect:
 
     name = "base"
     types: dict[str, str] = {}
+    binary_collation = ""  # SQLite's default (BINARY) already compares bytes
 
     def placeholder(self, n: int) -> str:
         raise NotImplementedError
@@ -79,6 +80,7 @@ class SqliteDialect(Dialect):
 
 class PostgresDialect(Dialect):
     name = "postgres"
+    binary_collation = ' COLLATE "C"'
     types = {
         "string": "TEXT",
         "integer": "BIGINT",
@@ -127,4 +129,8 @@ class Backend(Protocol):
 
     async def drop_all(self, tables: list[str]) -> None:
         """Drop the given tables (and anything depending on them)."""
+        ...
+
+    async def schema_changed(self) -> None:
+        """Tables were created or dropped: forget anything cached about them."""
         ...

@@ -134,6 +134,7 @@ class Migrator:
                     await m.teardown(self.store, conn)
                 await self._record(conn, m.name, "executed")
                 run.ran.append((m.name, "executed"))
+        await self.store.backend.schema_changed()
         return run
 
     async def up(self) -> MigrationRun:
@@ -153,6 +154,7 @@ class Migrator:
                 await self._record(conn, name, state)
                 run.ran.append((name, state))
         run.already = not run.ran
+        await self.store.backend.schema_changed()
         return run
 
     async def finish(self) -> MigrationRun:
@@ -170,6 +172,7 @@ class Migrator:
                 await self._record(conn, name, "executed")
                 run.ran.append((name, "executed"))
         run.already = not run.ran
+        await self.store.backend.schema_changed()
         return run
 
     async def reset(self) -> bool:

@@ -93,3 +93,10 @@ class PostgresBackend:
         async with self.write() as conn:
             for t in tables:
                 await conn.execute(f'DROP TABLE IF EXISTS "{t}" CASCADE')
+        await self.schema_changed()
+
+    async def schema_changed(self) -> None:
+        # Pooled connections cache prepared statements bound to the old tables; inside a
+        # transaction asyncpg cannot re-prepare them, so replace the connections.
+        if self._pool is not None:
+            await self._pool.expire_connections()

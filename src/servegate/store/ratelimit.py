@@ -36,6 +36,10 @@ def ratelimit_ddl(dialect: Dialect) -> list[str]:
     ]
 
 
+def _order(key: RateKey) -> tuple[str, str, float, str, str]:
+    return (key[0], key[1], key[2], key[3] or NIL_UUID, key[4] or NIL_UUID)
+
+
 class RateLimitCounters:
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
@@ -44,7 +48,8 @@ class RateLimitCounters:
     async def incr(self, keys: Sequence[RateKey], value: int) -> None:
         now = time.time()
         async with self.backend.write() as conn:
-            for identifier, period, start, service_id, route_id, ttl_s in keys:
+            # a fixed order, so two nodes incrementing the same windows never lock them crosswise
+            for identifier, period, start, service_id, route_id, ttl_s in sorted(keys, key=_order):
                 p = Params(self.backend.dialect)
                 await conn.execute(
                     f"INSERT INTO {q(RATELIMIT_TABLE)} "

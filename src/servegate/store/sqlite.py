@@ -142,3 +142,6 @@ class SqliteBackend:
                 await (await db.execute("COMMIT")).close()
             finally:
                 await (await db.execute("PRAGMA foreign_keys=ON")).close()
+
+    async def schema_changed(self) -> None:
+        return None

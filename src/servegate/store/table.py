@@ -75,8 +75,11 @@ class Table:
             else:
                 f = fmap[fname]
                 ctype = "TEXT" if f.type in JSON_TYPES else dialect.column_type(f.type)
-            not_null = " NOT NULL" if (fname in self.pk) else ""
-            defs.append(f"{q(col)} {ctype}{not_null}")
+            extra = ""
+            if fname in self.pk:
+                # Paging orders by pk: make text order byte order whatever the database locale is.
+                extra = (dialect.binary_collation if ctype == "TEXT" else "") + " NOT NULL"
+            defs.append(f"{q(col)} {ctype}{extra}")
         defs.append(f"CONSTRAINT {q(t + '_pkey')} PRIMARY KEY ({', '.join(q(c) for c in self.pk)})")
         for cname, fields in self.unique.items():
             if fields == self.pk:
