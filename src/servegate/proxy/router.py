@@ -2,14 +2,14 @@
 
 A route is compiled into one or more matchers (one per group of regex paths or of prefix paths of equal
 length, as Kong splits them). Matchers are ranked once by Kong's priority key, then route id descending; a
-request gets the lowest-ranked matcher whose every configured category matches.
+request gets the best-ranked matcher whose every configured category matches.
 
-Lookup: prefix-path matchers sit in a dict keyed by the prefix string; the request path is probed at each
-distinct prefix length. Path-less matchers are stored under the empty prefix. Regex matchers are kept apart in
-rank order. Every bucket is split by plain host (exact dict lookup) with a remainder list for wildcard-host and
-host-less matchers, and each list is scanned in rank order only while it can still beat the best rank found.
-Results are memoised in a bounded LRU keyed by method, host, port, path and the values of the header names that
-some route tests.
+Lookup: every matcher sits in a dict keyed by the literal text a matching path must start with (a prefix
+path itself, the literal head of a regex, or "" for path-less routes and regexes without one); the request
+path is probed at each distinct key length. Each bucket is split by plain host (exact dict lookup) with a
+remainder list for wildcard-host and host-less matchers, and each list is scanned in rank order only while it
+can still beat the best rank found so far. Results are memoised in a bounded LRU keyed by method, Host,
+port, path and the values of the header names that some route tests.
 """
 
 from __future__ import annotations
@@ -144,6 +144,7 @@ class _Matcher:
     __slots__ = (
         "headers",
         "hosts",
+        "index_keys",
         "methods",
         "plain_hosts",
         "prefixes",
@@ -173,11 +174,14 @@ class _Matcher:
         self.headers = tuple(_HeaderRule(k, list(v or ())) for k, v in header_specs.items())
         self.prefixes: tuple[str, ...] = ()
         self.regexes: tuple[re.Pattern[str], ...] = ()
+        self.index_keys: tuple[str, ...] = ("",)
         if paths:
             if paths[0].startswith("~"):
                 self.regexes = tuple(_compile_path_regex(p[1:]) for p in paths)
+                self.index_keys = tuple(sorted({_literal_head(p[1:]) for p in paths}))
             else:
                 self.prefixes = tuple(paths)
+                self.index_keys = tuple(sorted(set(paths)))
         self.priority = _priority(route, paths, len(self.headers))
 
     @property
@@ -213,9 +217,32 @@ def _service_path(service: dict[str, Any] | None) -> str:
     return service.get("path") or "/"
 
 
+_LEADING_FLAGS = re.compile(r"^(?:\(\?[aiLmsux]+\))+")
+
+
 def _compile_path_regex(pattern: str) -> re.Pattern[str]:
-    # Routes use PCRE/Rust syntax for named groups; Python only knows (?P<name>...).
-    return re.compile("^(?:" + _NAMED_GROUP.sub("(?P<", pattern) + ")")
+    """Kong prepends "^" to the route's regex (so with a top-level "|" only the first alternative is
+    anchored) and searches. Named groups use PCRE/Rust syntax, which Python spells (?P<name>...); leading
+    inline flags must come before the "^" in Python."""
+    body = _NAMED_GROUP.sub("(?P<", pattern)
+    flags = _LEADING_FLAGS.match(body)
+    lead = flags.group(0) if flags else ""
+    return re.compile(lead + "^" + body[len(lead):])
+
+
+_REGEX_META = frozenset(".^$*+?{}[]()|\\")
+
+
+def _literal_head(pattern: str) -> str:
+    """Text every path matching ``^pattern`` starts with ("" when unsure); lets regexes share the index."""
+    if "|" in pattern:  # an alternative could start anywhere
+        return ""
+    end = 0
+    while end < len(pattern) and pattern[end] not in _REGEX_META:
+        end += 1
+    if end < len(pattern) and pattern[end] in "?*{":  # the last literal may occur zero times
+        end -= 1
+    return pattern[:max(end, 0)]
 
 
 def _priority(route: dict[str, Any], paths: list[str] | None, header_count: int) -> tuple[int, ...]:
@@ -274,6 +301,33 @@ class _Bucket:
             self.other.append(m)
 
 
+_Hit = tuple["_Matcher", "re.Match[str] | None"]
+
+
+def _first(
+    candidates: list[_Matcher],
+    best_rank: int,
+    method: str,
+    host: str | None,
+    port: int | None,
+    headers: Mapping[str, Any] | None,
+    path: str,
+) -> _Hit | None:
+    """The first candidate (rank order) ranked above ``best_rank`` that matches; regexes are tried last."""
+    for m in candidates:
+        if m.rank >= best_rank:
+            return None
+        if not m.matches_rest(method, host, port, headers):
+            continue
+        if not m.regexes:
+            return m, None
+        for rx in m.regexes:
+            hit = rx.search(path)
+            if hit is not None:
+                return m, hit
+    return None
+
+
 class Router:
     """Immutable once built; ``match`` is safe to call concurrently from one event loop."""
 
@@ -299,24 +353,21 @@ class Router:
                     log.error("route %s skipped: invalid regex: %s", route.get("id"), exc)
         # Higher priority first; equal priority: higher route id first (atc-router's reverse BTreeMap order).
         matchers.sort(key=lambda m: (m.priority, m.route_id), reverse=True)
-        self._prefix_buckets: dict[str, _Bucket] = {}
-        self._regex_bucket = _Bucket()
+        # One index for all matchers, keyed by the literal text a matching path must start with: the prefix
+        # itself, the literal head of a regex, or "" (path-less routes, regexes without a literal head).
+        self._buckets: dict[str, _Bucket] = {}
         header_names: set[str] = set()
         for rank, m in enumerate(matchers):
             m.rank = rank
             for rule in m.headers:
                 header_names.update(rule.names)
-            if m.regexes:
-                self._regex_bucket.add(m)
-            else:
-                for prefix in m.prefixes or ("",):
-                    bucket = self._prefix_buckets.get(prefix)
-                    if bucket is None:
-                        bucket = self._prefix_buckets[prefix] = _Bucket()
-                    bucket.add(m)
+            for key in m.index_keys:
+                bucket = self._buckets.get(key)
+                if bucket is None:
+                    bucket = self._buckets[key] = _Bucket()
+                bucket.add(m)
         self._matchers = matchers
-        self._lengths = sorted({len(p) for p in self._prefix_buckets}, reverse=True)
-        self._has_regex = bool(self._regex_bucket.by_host or self._regex_bucket.other)
+        self._lengths = tuple(sorted({len(k) for k in self._buckets}, reverse=True))
         self._header_names = tuple(sorted(header_names))
         self._cacheable = len(self._header_names) <= MAX_CACHED_HEADER_NAMES
         self._cache: OrderedDict[tuple[Any, ...], Match | None] = OrderedDict()
@@ -375,93 +426,41 @@ class Router:
         path: str,
         headers: Mapping[str, Any] | None,
     ) -> Match | None:
-        best: _Matcher | None = None
+        best: _Hit | None = None
         best_rank = len(self._matchers)
-        best_prefix = ""
-        buckets = self._prefix_buckets
+        best_key = ""
+        buckets = self._buckets
         path_len = len(path)
         for length in self._lengths:
             if length > path_len:
                 continue
-            prefix = path[:length]
-            bucket = buckets.get(prefix)
+            key = path[:length]
+            bucket = buckets.get(key)
             if bucket is None:
                 continue
-            m = _scan(bucket, host, best_rank, method, port, headers)
-            if m is not None:
-                best, best_rank, best_prefix = m, m.rank, prefix
-        captures: dict[int | str, str | None] | None = None
-        if self._has_regex:
-            found = self._scan_regex(host, best_rank, method, port, path, headers)
-            if found is not None:
-                best, rx_match = found
-                best_prefix = rx_match.group(0)
-                captures = _captures(rx_match)
+            if bucket.other:
+                found = _first(bucket.other, best_rank, method, host, port, headers, path)
+                if found is not None:
+                    best, best_rank, best_key = found, found[0].rank, key
+            if host is not None and bucket.by_host:
+                candidates = bucket.by_host.get(host)
+                if candidates is not None:
+                    found = _first(candidates, best_rank, method, host, port, headers, path)
+                    if found is not None:
+                        best, best_rank, best_key = found, found[0].rank, key
         if best is None:
             return None
-        # Kong: the prefix to strip is the matched path text; a path-less route strips nothing but "/".
-        prefix = best_prefix if best.strip and (best.prefixes or best.regexes) else "/"
-        upstream = join_v0(best.service_path, prefix, path, best.strip)
-        return Match(best.route, best.service, prefix, upstream, captures)
-
-    def _scan_regex(
-        self,
-        host: str | None,
-        best_rank: int,
-        method: str,
-        port: int | None,
-        path: str,
-        headers: Mapping[str, Any] | None,
-    ) -> tuple[_Matcher, re.Match[str]] | None:
-        found: tuple[_Matcher, re.Match[str]] | None = None
-        bucket = self._regex_bucket
-        lists = [bucket.other]
-        if host is not None:
-            by_host = bucket.by_host.get(host)
-            if by_host is not None:
-                lists.append(by_host)
-        for candidates in lists:
-            for m in candidates:
-                if m.rank >= best_rank:
-                    break
-                if not m.matches_rest(method, host, port, headers):
-                    continue
-                for rx in m.regexes:
-                    hit = rx.match(path)
-                    if hit is not None:
-                        found = (m, hit)
-                        best_rank = m.rank
-                        break
-                if found is not None and found[0] is m:
-                    break
-        return found
-
-
-def _scan(
-    bucket: _Bucket,
-    host: str | None,
-    best_rank: int,
-    method: str,
-    port: int | None,
-    headers: Mapping[str, Any] | None,
-) -> _Matcher | None:
-    found: _Matcher | None = None
-    for m in bucket.other:
-        if m.rank >= best_rank:
-            break
-        if m.matches_rest(method, host, port, headers):
-            found, best_rank = m, m.rank
-            break
-    if host is not None:
-        candidates = bucket.by_host.get(host)
-        if candidates is not None:
-            for m in candidates:
-                if m.rank >= best_rank:
-                    break
-                if m.matches_rest(method, host, port, headers):
-                    found = m
-                    break
-    return found
+        m, rx_hit = best
+        captures = None
+        if rx_hit is not None:
+            matched = rx_hit.group(0)
+            captures = _captures(rx_hit)
+        else:
+            matched = best_key
+        # Kong strips the matched path text; a path-less route has nothing to strip but "/".
+        prefix = matched if m.strip and (m.prefixes or m.regexes) else "/"
+        upstream = join_v0(m.service_path, prefix, path, m.strip)
+        return Match(m.route, m.service, prefix, upstream, captures)
 
 
 def _hashable(value: Any) -> Any:
