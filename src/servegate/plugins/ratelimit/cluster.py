@@ -24,18 +24,21 @@ from servegate.plugins.ratelimit.windows import EXPIRATION
 
 log = logging.getLogger("servegate.plugins.rate-limiting")
 
+# Table shape as the store's migrations create it (store/ratelimit.py): period_date = window start
+# in epoch seconds, service_id/route_id text (nil UUID when the plugin has none), ttl = expiry in
+# epoch seconds.
 _UPSERT = """
 INSERT INTO ratelimiting_metrics AS m (identifier, period, period_date, service_id, route_id, value, ttl)
-SELECT $1::text, t.period, to_timestamp(t.start), $2::uuid, $3::uuid, 1,
-       CURRENT_TIMESTAMP + make_interval(secs => t.expire)
-  FROM unnest($4::text[], $5::float8[], $6::float8[]) WITH ORDINALITY AS t(period, start, expire, ord)
+SELECT $1::text, t.period, t.start, $2::text, $3::text, 1,
+       extract(epoch FROM clock_timestamp())::float8 + t.expire
+  FROM unnest($4::text[], $5::bigint[], $6::float8[]) WITH ORDINALITY AS t(period, start, expire, ord)
  ORDER BY t.ord
 ON CONFLICT (identifier, period, period_date, service_id, route_id)
 DO UPDATE SET value = m.value + EXCLUDED.value
 RETURNING m.period, m.value
 """
 
-_CLEANUP = "DELETE FROM ratelimiting_metrics WHERE ttl < CURRENT_TIMESTAMP"
+_CLEANUP = "DELETE FROM ratelimiting_metrics WHERE ttl < extract(epoch FROM clock_timestamp())::float8"
 _CLEANUP_EVERY_S = 60.0
 
 
@@ -104,7 +107,7 @@ class ClusterPolicy:
         entry = await _pool(dsn)
         assert entry.pool is not None
         periods = [w[0] for w in windows]
-        starts = [float(w[2]) for w in windows]
+        starts = [int(w[2]) for w in windows]
         expires = [float(EXPIRATION[w[0]]) for w in windows]
         values: dict[str, int] = {}
         admitted = True

@@ -1,0 +1,44 @@
+"""Fixtures for plugin tests: node-local counter files, PostgreSQL metrics database."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from servegate.plugins import load_all
+from servegate.plugins.ratelimit import configure, runtime
+
+load_all()
+
+
+@pytest.fixture(autouse=True)
+def counters_prefix(tmp_path: Any) -> Iterator[str]:
+    """Each test gets its own node prefix (local counters file) and no PostgreSQL by default."""
+    saved = (runtime.prefix, runtime.pg_dsn)
+    configure(prefix=str(tmp_path), pg_dsn=None)
+    yield str(tmp_path)
+    configure(prefix=saved[0], pg_dsn=saved[1])
+
+
+async def _create_metrics_table(dsn: str) -> None:
+    import asyncpg
+
+    from servegate.store.backend import PostgresDialect
+    from servegate.store.ratelimit import ratelimit_ddl
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        for stmt in ratelimit_ddl(PostgresDialect()):
+            await conn.execute(stmt)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def metrics_db(fresh_pg_db: str) -> str:
+    """A fresh PostgreSQL database with the store's ratelimiting_metrics table."""
+    asyncio.run(_create_metrics_table(fresh_pg_db))
+    return fresh_pg_db
