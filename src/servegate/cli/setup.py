@@ -65,6 +65,8 @@ class AdminClient:
     def __init__(self, base_url: str, timeout_s: float = 10.0) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
+        # The Admin API is always local to the stack: never route it through an HTTP_PROXY from the environment.
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
         data = None if body is None else json.dumps(body).encode()
@@ -73,14 +75,14 @@ class AdminClient:
             req.add_header("Content-Type", "application/json")
         req.add_header("Accept", "application/json")
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
+            with self._opener.open(req, timeout=self.timeout_s) as resp:
                 return resp.status, _decode(resp.read())
         except urllib.error.HTTPError as exc:
             return exc.code, _decode(exc.read())
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise SetupError(
-                f"{method} {path}: cannot reach the Admin API at {self.base_url}: {reason}"
+                f"{method} {path}: cannot reach the Admin API at {shown_url(self.base_url)}: {reason}"
             ) from exc
 
     def expect(
@@ -265,7 +267,7 @@ def ensure_admin_consumer(client: AdminClient, key_var: str, key: str, out: Prin
 
 
 def wait_for_admin(client: AdminClient, wait_s: float, out: Printer) -> None:
-    out(f"waiting for the Admin API at {client.base_url} (up to {wait_s:g} s)")
+    out(f"waiting for the Admin API at {shown_url(client.base_url)} (up to {wait_s:g} s)")
     deadline = time.monotonic() + wait_s
     last = "no answer yet"
     while True:
@@ -360,4 +362,4 @@ def setup(
 
 
 if __name__ == "__main__":
-    sys.exit(run_setup())
+    typer.run(setup)
