@@ -85,10 +85,9 @@ class ClientProtocol(asyncio.Protocol):
             self.queue.popleft().client_gone()
 
     def eof_received(self) -> bool | None:
-        # A half-closed client still gets its response (keep the transport open for writing) unless idle.
-        if not self.queue:
-            return None
-        return True
+        # Like nginx (proxy_ignore_client_abort off): a client that closes its side has gone; returning None
+        # closes the transport, and connection_lost aborts the upstream request at once.
+        return None
 
     def pause_writing(self) -> None:
         self.write_paused = True

@@ -272,6 +272,11 @@ class Exchange:
         self.up = up
         up.attach(self)
         self.state = SENT
+        if up.closed:
+            # Lost between the connect completing and this callback running.
+            up.exchange = None
+            self.upstream_lost(up)
+            return
         conn = self.conn
         if self.pending:
             data = self.head + b"".join(self.pending)
