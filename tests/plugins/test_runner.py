@@ -1,0 +1,195 @@
+"""Plugin scope precedence, priority order and phase execution (PluginIndex / Plan)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Awaitable
+from typing import Any
+
+import pytest
+from plugin_support import new_id, run_access
+
+from servegate.plugins import Context, Plugin
+from servegate.plugins.runner import PluginIndex
+from servegate.schema.fields import Field
+
+ROUTE, SERVICE, CONSUMER = new_id(), new_id(), new_id()
+ALICE = {"id": CONSUMER, "username": "alice"}
+
+
+class Probe(Plugin):
+    """Records which instance ran (its config "tag") in ctx.shared["ran"]."""
+
+    name = "probe"
+    PRIORITY = 500
+    VERSION = "1"
+    config_schema = Field(type="record", fields=())
+
+    def access(self, ctx: Context, conf: Any) -> None:  # type: ignore[override]
+        ctx.shared = ctx.shared or {}
+        ctx.shared.setdefault("ran", []).append((self.name, conf["tag"]))
+
+
+class Auth(Probe):
+    """Sets the consumer, like an auth plugin (higher priority than Probe)."""
+
+    name = "auth"
+    PRIORITY = 1000
+
+    def access(self, ctx: Context, conf: Any) -> None:  # type: ignore[override]
+        super().access(ctx, conf)
+        if conf.get("login"):
+            ctx.consumer = ALICE
+
+
+class Late(Probe):
+    """Async access hook plus header_filter and log hooks."""
+
+    name = "late"
+    PRIORITY = 10
+
+    def access(self, ctx: Context, conf: Any) -> Awaitable[None]:  # type: ignore[override]
+        async def run() -> None:
+            Probe.access(self, ctx, conf)
+
+        return run()
+
+    def header_filter(self, ctx: Context, conf: Any) -> None:  # type: ignore[override]
+        ctx.downstream_headers["x-late"] = conf["tag"]
+
+    def log(self, ctx: Context, conf: Any) -> None:  # type: ignore[override]
+        ctx.shared = ctx.shared or {}
+        ctx.shared["logged"] = conf["tag"]
+
+
+HANDLERS: dict[str, Plugin] = {"probe": Probe(), "auth": Auth(), "late": Late()}
+
+
+def row(name: str, tag: str, *, route: bool = False, service: bool = False, consumer: bool = False,
+        enabled: bool = True, protocols: list[str] | None = None, **conf: Any) -> dict[str, Any]:
+    return {
+        "id": new_id(), "name": name, "enabled": enabled, "protocols": protocols or ["http", "https"],
+        "route": {"id": ROUTE} if route else None, "service": {"id": SERVICE} if service else None,
+        "consumer": {"id": CONSUMER} if consumer else None, "config": {"tag": tag, **conf},
+    }
+
+
+def make(rows: list[dict[str, Any]]) -> PluginIndex:
+    return PluginIndex(rows, consumers_by_id={CONSUMER: ALICE}, handlers=HANDLERS)
+
+
+def ctx(scheme: str = "http") -> Context:
+    return Context("GET", "/", "", {}, "127.0.0.1", scheme=scheme)
+
+
+# Kong's precedence, best first: (route, service, consumer)
+ORDER = [
+    (True, True, True), (True, False, True), (False, True, True), (True, True, False),
+    (False, False, True), (True, False, False), (False, True, False), (False, False, False),
+]
+
+
+def tag(scope: tuple[bool, bool, bool]) -> str:
+    return "".join(n if on else "-" for n, on in zip("RSC", scope, strict=True))
+
+
+@pytest.mark.parametrize("drop", range(len(ORDER)))
+async def test_precedence_best_remaining_scope_wins(drop: int) -> None:
+    """With the best `drop` scopes removed, the next one in Kong's order is chosen."""
+    present = ORDER[drop:]
+    rows = [row("probe", tag(s), route=s[0], service=s[1], consumer=s[2]) for s in present]
+    rows.append(row("auth", "auth", login=True))
+    c = ctx()
+    assert await run_access(make(rows).plan(ROUTE, SERVICE), c) is None
+    assert c.shared is not None
+    assert c.shared["ran"] == [("auth", "auth"), ("probe", tag(present[0]))]
+
+
+@pytest.mark.parametrize("scope", list(itertools.product([True, False], repeat=2)))
+async def test_consumer_scoped_ignored_without_consumer(scope: tuple[bool, bool]) -> None:
+    rows = [row("probe", "consumer", route=scope[0], service=scope[1], consumer=True),
+            row("probe", "global")]
+    c = ctx()
+    await run_access(make(rows).plan(ROUTE, SERVICE), c)
+    assert c.shared == {"ran": [("probe", "global")]}
+    c = ctx()
+    c.consumer = ALICE
+    await run_access(make(rows).plan(ROUTE, SERVICE), c)
+    assert c.shared == {"ran": [("probe", "consumer")]}
+
+
+async def test_consumer_only_plugin_runs_after_auth_sets_consumer() -> None:
+    idx = make([row("auth", "a", login=True), row("probe", "mine", consumer=True)])
+    c = ctx()
+    await run_access(idx.plan(ROUTE, SERVICE), c)
+    assert c.shared == {"ran": [("auth", "a"), ("probe", "mine")]}
+    idx = make([row("auth", "a", login=False), row("probe", "mine", consumer=True)])
+    c = ctx()
+    await run_access(idx.plan(ROUTE, SERVICE), c)
+    assert c.shared == {"ran": [("auth", "a")]}
+
+
+async def test_other_route_or_service_scopes_do_not_apply() -> None:
+    rows = [row("probe", "other", route=True)]
+    assert make(rows).plan(new_id(), SERVICE) is None
+    rows = [row("probe", "svc", service=True)]
+    assert make(rows).plan(ROUTE, new_id()) is None
+    assert make(rows).plan(ROUTE, SERVICE) is not None
+
+
+async def test_disabled_and_unknown_instances_are_ignored() -> None:
+    rows = [row("probe", "off", route=True, enabled=False), row("nope", "x"), row("probe", "global")]
+    c = ctx()
+    await run_access(make(rows).plan(ROUTE, SERVICE), c)
+    assert c.shared == {"ran": [("probe", "global")]}
+    assert make([row("probe", "off", enabled=False)]).plan(ROUTE, SERVICE) is None
+
+
+async def test_plan_is_cached_and_none_when_nothing_applies() -> None:
+    idx = make([row("probe", "g")])
+    assert idx.plan(ROUTE, SERVICE) is idx.plan(ROUTE, SERVICE)
+    assert make([]).plan(ROUTE, SERVICE) is None
+
+
+async def test_priority_order_sync_and_async_and_later_phases() -> None:
+    idx = make([row("late", "L"), row("probe", "P"), row("auth", "A")])
+    plan = idx.plan(ROUTE, SERVICE)
+    assert plan is not None
+    c = ctx()
+    pending = plan.access(c)
+    # auth and probe ran inline; late returned an awaitable
+    assert c.shared == {"ran": [("auth", "A"), ("probe", "P")]}
+    assert pending is not None
+    await pending
+    assert c.shared["ran"][-1] == ("late", "L")
+    headers: dict[str, str] = {}
+    assert plan.header_filter(c, headers, 200) is None
+    assert headers == {"x-late": "L"} and c.response_status == 200
+    assert plan.log(c) is None
+    assert c.shared["logged"] == "L"
+
+
+async def test_protocols_filter() -> None:
+    idx = make([row("probe", "https-only", protocols=["https"])])
+    plan = idx.plan(ROUTE, SERVICE)
+    c = ctx("http")
+    await run_access(plan, c)
+    assert c.shared is None
+    c = ctx("https")
+    await run_access(plan, c)
+    assert c.shared == {"ran": [("probe", "https-only")]}
+
+
+async def test_exit_stops_the_phase() -> None:
+    class Stop(Probe):
+        name = "stop"
+        PRIORITY = 700
+
+        def access(self, ctx: Context, conf: Any) -> None:  # type: ignore[override]
+            ctx.exit(403)
+
+    idx = PluginIndex([row("stop", "s"), row("probe", "p")], handlers={**HANDLERS, "stop": Stop()})
+    c = ctx()
+    e = await run_access(idx.plan(ROUTE, SERVICE), c)
+    assert e is not None and e.status == 403 and e.message == "Forbidden"
+    assert c.shared is None
