@@ -16,7 +16,7 @@ from servegate.schema.fields import Entity
 from .backend import Backend, Params
 from .commands import migrations_cli
 from .dao import EntityDao
-from .migrations import MIGRATIONS, Migration, MigrationRun, MigrationState, Migrator
+from .migrations import MIGRATIONS, Migration, MigrationRun, MigrationState, Migrator, add_field
 from .postgres import PostgresBackend
 from .ratelimit import RateKey, RateLimitCounters
 from .sqlite import SqliteBackend
@@ -28,6 +28,7 @@ __all__ = [
     "MigrationRun",
     "MigrationState",
     "Store",
+    "add_field",
     "migrations_cli",
     "open_store",
     "open_store_url",

@@ -50,6 +50,17 @@ async def _base_up(store: Store, conn: Conn) -> None:
     )
 
 
+def add_field(entity: str, field_name: str) -> Step:
+    """A migration step adding a newly declared field's column (with its FK / UNIQUE) to a table."""
+
+    async def step(store: Store, conn: Conn) -> None:
+        for stmt in store.table(entity).add_column_sql(field_name, store.dialect):
+            await conn.execute(stmt)
+
+    return step
+
+
+# Append new migrations here, e.g. Migration("001_consumers_email", up=add_field("consumers", "email")).
 MIGRATIONS: list[Migration] = [Migration("000_base", up=_base_up)]
 
 

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from .backend import IntegrityFailure, PostgresDialect
+from .backend import Dialect, IntegrityFailure, PostgresDialect
 
 
 def _translate(err: asyncpg.exceptions.IntegrityConstraintViolationError) -> IntegrityFailure:
@@ -55,7 +55,7 @@ class PostgresBackend:
         self.dsn = dsn
         self.timeout_s = timeout_s
         self.max_size = max_size
-        self.dialect = PostgresDialect()
+        self.dialect: Dialect = PostgresDialect()
         self.description = urlsplit(dsn).path.lstrip("/") or "postgres"
         self._pool: asyncpg.Pool | None = None
 

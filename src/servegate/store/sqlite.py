@@ -17,7 +17,7 @@ from typing import Any
 
 import aiosqlite
 
-from .backend import IntegrityFailure, SqliteDialect
+from .backend import Dialect, IntegrityFailure, SqliteDialect
 
 BUSY_TIMEOUT_MS = 10000
 
@@ -71,7 +71,7 @@ class _SqliteConn:
 class SqliteBackend:
     def __init__(self, path: str) -> None:
         self.path = path
-        self.dialect = SqliteDialect()
+        self.dialect: Dialect = SqliteDialect()
         self.description = path
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
