@@ -104,10 +104,13 @@ def normalize(raw_path: str) -> str:
         return path
     if "%" in path:
         path = _percent_decode(path)
+    if path[0] == "/":
+        # in an absolute path every dot segment follows a "/"
+        if "/." not in path and "//" not in path:
+            return path
+        return _remove_dots_absolute(path)
     if "." not in path and "//" not in path:
         return path
-    if path[0] == "/":
-        return _remove_dots_absolute(path)
     return _remove_dots_relative(path)
 
 
