@@ -197,16 +197,16 @@ class _Matcher:
         if self.hosts is not None:
             if host is None:
                 return False
-            for rule in self.hosts:
-                if rule.matches(host, port):
+            for host_rule in self.hosts:
+                if host_rule.matches(host, port):
                     break
             else:
                 return False
         if self.headers:
             if headers is None:
                 return False
-            for rule in self.headers:
-                if not rule.matches(headers):
+            for header_rule in self.headers:
+                if not header_rule.matches(headers):
                     return False
         return True
 
@@ -485,7 +485,8 @@ def _route_service(route: dict[str, Any], services_by_id: Mapping[str, dict[str,
     ref = route.get("service")
     if not ref:
         return None
-    service = services_by_id.get(ref.get("id")) if isinstance(ref, dict) else None
+    service_id = ref.get("id") if isinstance(ref, dict) else None
+    service = services_by_id.get(service_id) if isinstance(service_id, str) else None
     if service is None:
         log.error("route %s skipped: service %s not found", route.get("id"), ref)
         return _MISS
