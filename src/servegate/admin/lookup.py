@@ -40,20 +40,12 @@ def entity_named(name: str) -> Entity | None:
 
 def _validate_key_value(field: Field, value: str) -> str | None:
     """Kong validates an endpoint key from the URL with the field's own rules (code 10 on failure)."""
-    try:
-        from servegate.schema.validate import validate_field
-    except ImportError:  # schema package not complete yet: run the field's checks only
-        validate_field = None
-    if validate_field is not None:
-        err = validate_field(field, value)
-        if err is None:
-            return None
-        return err if isinstance(err, str) else str(err)
-    for check in field.checks:
-        msg = check(value)
-        if msg:
-            return msg
-    return None
+    from servegate.schema.validate import validate_field
+
+    err = validate_field(field, value)
+    if err is None:
+        return None
+    return err if isinstance(err, str) else str(err)
 
 
 async def find(store: Any, entity: Entity, key: str) -> Row | None:
