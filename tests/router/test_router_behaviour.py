@@ -141,3 +141,20 @@ def test_many_routes_pick_right_one() -> None:
     assert router.match("GET", "h4.test", "/svc1234/x", {}) is None
     m = router.match("GET", "h4.test", "/re150/77", {})
     assert m is not None and m.route is regexes[150] and m.captures == {0: "/re150/77", 1: "77"}
+
+
+def test_snis_apply_to_https_requests_only() -> None:
+    tls = route_row(id="00000000-0000-4000-8000-000000000002", paths=["/s"], snis=["*.secure.test", "exact.test."])
+    plain = route_row(id="00000000-0000-4000-8000-000000000001", paths=["/s"])
+    router = make_router([tls, plain])
+    # more categories: the sni route wins whenever its snis are not in the way
+    m = router.match("GET", None, "/s", {})
+    assert m is not None and m.route is tls
+    m = router.match("GET", None, "/s", {}, sni="a.secure.test")
+    assert m is not None and m.route is tls
+    m = router.match("GET", None, "/s", {}, sni="EXACT.test")
+    assert m is not None and m.route is tls
+    m = router.match("GET", None, "/s", {}, sni="other.test")
+    assert m is not None and m.route is plain
+    m = router.match("GET", None, "/s", {}, sni="")
+    assert m is not None and m.route is plain

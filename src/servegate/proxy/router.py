@@ -155,6 +155,7 @@ class _Matcher:
         "route_id",
         "service",
         "service_path",
+        "snis",
         "strip",
     )
 
@@ -170,6 +171,13 @@ class _Matcher:
         host_specs = route.get("hosts")
         self.hosts = tuple(_HostRule(h) for h in host_specs) if host_specs else None
         self.plain_hosts = tuple(sorted({h.value for h in self.hosts if h.kind == 0})) if self.hosts else ()
+        sni_specs = route.get("snis")
+        # SNI values: a trailing dot of a FQDN is not used for routing.
+        self.snis = (
+            tuple(_HostRule(v[:-1] if len(v) > 1 and v.endswith(".") and not v.endswith("*") else v) for v in sni_specs)
+            if sni_specs
+            else None
+        )
         header_specs = route.get("headers") or {}
         self.headers = tuple(_HeaderRule(k, list(v or ())) for k, v in header_specs.items())
         self.prefixes: tuple[str, ...] = ()
@@ -312,12 +320,16 @@ def _first(
     port: int | None,
     headers: Mapping[str, Any] | None,
     path: str,
+    sni: str | None,
 ) -> _Hit | None:
     """The first candidate (rank order) ranked above ``best_rank`` that matches; regexes are tried last."""
     for m in candidates:
         if m.rank >= best_rank:
             return None
         if not m.matches_rest(method, host, port, headers):
+            continue
+        # Kong only tests `snis` on https requests.
+        if sni is not None and m.snis is not None and not any(r.matches(sni, None) for r in m.snis):
             continue
         if not m.regexes:
             return m, None
@@ -383,21 +395,25 @@ class Router:
         path: str,
         headers: Mapping[str, Any] | None = None,
         port: int | None = None,
+        sni: str | None = None,
     ) -> Match | None:
         """Route a request. ``path`` is normalized (see ``paths.normalize``); ``host`` is the Host header,
-        possibly with ``:port``; ``port`` is the listening port, used when the Host header carries none."""
+        possibly with ``:port``; ``port`` is the listening port, used when the Host header carries none;
+        ``sni`` is the TLS server name of an https request ("" when the client sent none), None for http."""
         if not self._cacheable:
-            return self._find_raw(method, host, port, path, headers)
+            return self._find_raw(method, host, port, path, headers, sni)
         if self._header_names and headers is not None:
-            key: tuple[Any, ...] = (method, host, port, path, *map(_hashable, map(headers.get, self._header_names)))
+            key: tuple[Any, ...] = (
+                method, host, port, path, sni, *map(_hashable, map(headers.get, self._header_names))
+            )
         else:
-            key = (method, host, port, path)
+            key = (method, host, port, path, sni)
         cache = self._cache
         hit = cache.get(key, _MISS)
         if hit is not _MISS:
             cache.move_to_end(key)
             return hit  # type: ignore[return-value]
-        result = self._find_raw(method, host, port, path, headers)
+        result = self._find_raw(method, host, port, path, headers, sni)
         cache[key] = result
         if len(cache) > self._cache_size:
             cache.popitem(last=False)
@@ -410,13 +426,16 @@ class Router:
         port: int | None,
         path: str,
         headers: Mapping[str, Any] | None,
+        sni: str | None = None,
     ) -> Match | None:
         host_name: str | None = None
         if host:
             host_name, host_port = split_host_port(host.lower())
             if host_port is not None:
                 port = host_port
-        return self._find(method, host_name, port, path, headers)
+        if sni:
+            sni = sni.lower()
+        return self._find(method, host_name, port, path, headers, sni)
 
     def _find(
         self,
@@ -425,6 +444,7 @@ class Router:
         port: int | None,
         path: str,
         headers: Mapping[str, Any] | None,
+        sni: str | None,
     ) -> Match | None:
         best: _Hit | None = None
         best_rank = len(self._matchers)
@@ -439,13 +459,13 @@ class Router:
             if bucket is None:
                 continue
             if bucket.other:
-                found = _first(bucket.other, best_rank, method, host, port, headers, path)
+                found = _first(bucket.other, best_rank, method, host, port, headers, path, sni)
                 if found is not None:
                     best, best_rank, best_key = found, found[0].rank, key
             if host is not None and bucket.by_host:
                 candidates = bucket.by_host.get(host)
                 if candidates is not None:
-                    found = _first(candidates, best_rank, method, host, port, headers, path)
+                    found = _first(candidates, best_rank, method, host, port, headers, path, sni)
                     if found is not None:
                         best, best_rank, best_key = found, found[0].rank, key
         if best is None:
