@@ -82,7 +82,13 @@ class SqliteBackend:
         parent = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(parent, exist_ok=True)
         # isolation_level=None: we issue BEGIN/COMMIT ourselves.
-        db = await aiosqlite.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+        pending = aiosqlite.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+        # aiosqlite's worker thread is not a daemon: a process that exits (e.g. on a signal) without
+        # closing the store would hang in interpreter shutdown. SQLite recovers from an unclean stop.
+        thread = getattr(pending, "_thread", None)
+        if thread is not None and not thread.is_alive():
+            thread.daemon = True
+        db = await pending
         for pragma in (
             f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",
             "PRAGMA journal_mode=WAL",
