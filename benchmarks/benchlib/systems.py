@@ -162,6 +162,8 @@ def _admin(port: int, method: str, path: str, form: dict[str, str] | None = None
 class Servegate(System):
     """`servegate start` with env settings; configured once through the Admin API into its own SQLite prefix."""
 
+    startup_deadline_s = 10.0
+
     def __init__(self, workers: int, plugins: bool) -> None:
         super().__init__()
         self.workers = workers
