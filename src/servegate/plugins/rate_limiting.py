@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Awaitable, Mapping
+from time import time as _clock
 from typing import Any
 
 from servegate import KONG_VERSION
@@ -205,7 +205,7 @@ class RateLimiting(Plugin):
     def access(self, ctx: Context, conf: RateLimitConf) -> Awaitable[None] | None:  # type: ignore[override]
         if not conf.limits:
             return None
-        now = int(time.time())
+        now = int(_clock())
         windows: list[Window] = [(p, limit, window_start(p, now)) for p, limit in conf.limits]
         try:
             r = conf.policy.hit(conf.route_id, conf.service_id, identifier(ctx, conf), windows, now)

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from servegate.plugins.ratelimit import HitResult, Window
 from servegate.plugins.ratelimit.windows import EXPIRATION
@@ -64,6 +66,8 @@ def _client(conf: dict[str, Any]) -> tuple[Any, Any]:
             "password": conf.get("password") or None,
             "socket_timeout": timeout,
             "socket_connect_timeout": timeout,
+            # On the request path: fail fast (fault_tolerant decides), never back off and retry.
+            "retry": Retry(NoBackoff(), 0),
         }
         if conf.get("ssl"):
             kwargs["ssl"] = True
