@@ -30,6 +30,8 @@ class Admin:
     session: aiohttp.ClientSession
     store: Any
     changes: list[int] = field(default_factory=list)
+    # set to make the on_change callback raise (after recording the change)
+    hooks: dict[str, bool] = field(default_factory=dict)
 
     async def request(
         self,

@@ -60,9 +60,12 @@ async def admin(store_url: str, tmp_path: Any) -> AsyncIterator[Admin]:
         }
     )
     changes: list[int] = []
+    hooks: dict[str, bool] = {}
 
     async def on_change() -> None:
         changes.append(await store.config_version())
+        if hooks.get("fail"):
+            raise RuntimeError("snapshot rebuild failed")
 
     app = create_admin_app(store, settings, on_change=on_change)
     runner = web.AppRunner(app, access_log=None)
@@ -72,7 +75,7 @@ async def admin(store_url: str, tmp_path: Any) -> AsyncIterator[Admin]:
     host, port = runner.addresses[0][:2]
     session = aiohttp.ClientSession(auto_decompress=False)
     try:
-        yield Admin(f"http://{host}:{port}", session, store, changes)
+        yield Admin(f"http://{host}:{port}", session, store, changes, hooks)
     finally:
         await session.close()
         await runner.cleanup()

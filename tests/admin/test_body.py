@@ -59,3 +59,17 @@ async def test_writes_announce_changes(admin: Admin) -> None:
     assert len(admin.changes) == 4
     # the store's config version was already bumped when on_change ran
     assert admin.changes == sorted(set(admin.changes))
+
+
+async def test_failing_on_change_does_not_fail_the_committed_write(admin: Admin) -> None:
+    admin.hooks["fail"] = True
+    await admin.ok("POST", "/consumers", 201, json={"username": "bob"})
+    assert len(admin.changes) == 1
+    await admin.ok("GET", "/consumers/bob", 200)
+
+
+async def test_invalid_utf8_in_keys_and_filters(admin: Admin) -> None:
+    await admin.ok("POST", "/consumers", 201, json={"username": "bob"})
+    assert await admin.ok("GET", "/consumers/%FF", 404) == {"message": "Not found"}
+    assert await admin.ok("GET", "/consumers?custom_id=%FF", 200) == {"data": [], "next": None}
+    await admin.ok("DELETE", "/consumers/%FF%FE", 204)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -14,6 +15,8 @@ from aiohttp import web
 
 from servegate.admin.responses import Reply, bad_request, empty_reply
 from servegate.schema.fields import Entity
+
+log = logging.getLogger("servegate.admin")
 
 MAX_ARGS = 1000
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -47,7 +50,12 @@ class Ctx:
         return self.state.store
 
     async def changed(self) -> None:
-        await self.state.on_change()
+        # The write is committed whatever happens here; the workers' version poll will still pick it
+        # up, so a failing refresh is logged rather than turned into an error the client would retry.
+        try:
+            await self.state.on_change()
+        except Exception:
+            log.exception("admin: on_change failed after a committed write")
 
     # ---- query string
 

@@ -23,7 +23,7 @@ from servegate.admin.responses import (
     method_not_allowed,
     not_found,
 )
-from servegate.admin.routing import Handler
+from servegate.admin.routing import Handler, has_invalid_utf8
 from servegate.schema import errors
 from servegate.schema.fields import Entity
 
@@ -150,7 +150,7 @@ async def _list_by_unique(ctx: Ctx, entity: Entity, field: str) -> web.Response:
     value = ctx.query_first(field)
     if not value:
         raise bad_request(f"{field} must be an unempty string")
-    row = await ctx.store.select_by(entity.name, field, value)
+    row = None if has_invalid_utf8(value) else await ctx.store.select_by(entity.name, field, value)
     data = [_output(entity, row)] if row is not None else []
     return json_reply(200, {"data": data, "next": None})
 

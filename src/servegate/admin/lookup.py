@@ -9,6 +9,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from servegate.admin.routing import has_invalid_utf8
 from servegate.schema import errors
 from servegate.schema.fields import Entity, Field
 
@@ -53,7 +54,8 @@ async def find(store: Any, entity: Entity, key: str) -> Row | None:
     if is_uuid(key):
         return await store.select(entity.name, {"id": key})
     ek = entity.endpoint_key
-    if ek is None:
+    if ek is None or has_invalid_utf8(key):
+        # bytes that are not UTF-8 can name no stored row (and no driver would bind them)
         return None
     field = entity.field_map()[ek]
     msg = _validate_key_value(field, key)

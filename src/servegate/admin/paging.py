@@ -88,7 +88,7 @@ def next_link(base: str, offset: str | None, args: PageArgs | None = None) -> st
         if args.raw_tags is not None:
             link += f"&tags={escape(args.raw_tags)}"
         if args.raw_size is not None:
-            link += f"&size={args.raw_size}"
+            link += f"&size={escape(args.raw_size)}"
     return link
 
 
