@@ -92,6 +92,11 @@ def coerce(entity: Entity, data: Mapping[str, Any], *, plugin_name: str | None =
         name = plugin_name if plugin_name is not None else out.get("name")
         plugin = get_plugin(name) if isinstance(name, str) else None
         fields = entity_fields(entity, plugin)
+        config = out.get("config")
+        if plugin is not None and isinstance(config, Mapping):
+            out["config"] = _coerce_fields(
+                dict(config), {k: f for k, (f, _) in plugin.config_shorthands.items()}
+            )
     else:
         fields = entity.field_map()
     out = _coerce_fields(out, fields)

@@ -208,7 +208,11 @@ def _route_checks(row: Mapping[str, Any]) -> dict[str, Any] | None:
         msg = None
         if all(p in ("tcp", "tls", "udp") for p in protocols):
             msg = _must_set_one_of(row, ("sources", "destinations", "snis"), "'tcp', 'tls' or 'udp'")
-        if msg is None and protocols == ["tls_passthrough"] * len(protocols) and not _nonempty(row.get("snis")):
+        if (
+            msg is None
+            and protocols == ["tls_passthrough"] * len(protocols)
+            and not _nonempty(row.get("snis"))
+        ):
             msg = "must set snis when 'protocols' is 'tls_passthrough'"
     elif kind == "grpc":
         forbidden = ("methods", "sources", "destinations")

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from servegate.schema.fields import Entity
+from servegate.schema.plugin_config import echo_config
+from servegate.schema.plugins import get_plugin
 
 
 def to_output(entity: Entity, row: Mapping[str, Any], *, now: float | None = None) -> dict[str, Any]:
@@ -21,6 +23,10 @@ def to_output(entity: Entity, row: Mapping[str, Any], *, now: float | None = Non
         if field.type in ("array", "set") and isinstance(value, Mapping) and not value:
             value = []  # an empty table is an empty array on output
         out[name] = value
+    if entity.subschema_key == "name" and isinstance(out.get("name"), str):
+        plugin = get_plugin(out["name"])
+        if plugin is not None:
+            out["config"] = echo_config(plugin, out.get("config"))
     if entity.ttl:
         ttl = row.get("ttl")
         expires_at = row.get("expires_at")

@@ -6,7 +6,9 @@ validates `config` against the schema registered under the row's `name`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from servegate.schema.entities import HTTP_PROTOCOLS, PROTOCOLS
 from servegate.schema.fields import EntityCheck, Field
@@ -30,6 +32,12 @@ class PluginSchema:
     # Checks over the whole plugin row, reported under "@entity" (or per field for a dict).
     # Example: rate-limiting's "at least one of these fields must be non-empty: 'config.second', ...".
     entity_checks: tuple[EntityCheck, ...] = ()
+    # Deprecated config aliases: name -> (Field, value -> dict deep-merged into config).
+    config_shorthands: Mapping[str, tuple[Field, Callable[[Any], dict[str, Any]]]] = field(
+        default_factory=dict
+    )
+    # Aliases echoed in output: name -> path inside config (also used to detect conflicting input).
+    config_echo: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 _REGISTRY: dict[str, PluginSchema] = {}
@@ -47,6 +55,8 @@ def register_plugin(
     protocols_default: tuple[str, ...] = HTTP_PROTOCOLS,
     protocols_allowed: tuple[str, ...] | None = None,
     entity_checks: tuple[EntityCheck, ...] = (),
+    config_shorthands: Mapping[str, tuple[Field, Callable[[Any], dict[str, Any]]]] | None = None,
+    config_echo: Mapping[str, tuple[str, ...]] | None = None,
 ) -> PluginSchema:
     """Register (or replace) a plugin's schema. Returns the stored PluginSchema."""
     if config.type != "record":
@@ -63,6 +73,8 @@ def register_plugin(
         # Plugins whose default is the http subsystem (key-auth, rate-limiting) accept only those.
         protocols_allowed=tuple(protocols_allowed if protocols_allowed is not None else protocols_default),
         entity_checks=tuple(entity_checks),
+        config_shorthands=dict(config_shorthands or {}),
+        config_echo={k: tuple(v) for k, v in (config_echo or {}).items()},
     )
     _REGISTRY[name] = schema
     return schema

@@ -21,6 +21,7 @@ from servegate.schema.checks import is_uuid
 from servegate.schema.defaults import MISSING, adjust, merge
 from servegate.schema.entities import DAO_MAX_TTL, ENTITIES, protocols_field, route_subschema
 from servegate.schema.fields import Entity, Field
+from servegate.schema.plugin_config import expand_config_shorthands
 from servegate.schema.plugins import PluginSchema, get_plugin
 
 REQUIRED = "required field missing"
@@ -345,6 +346,10 @@ def process_input(
         lookup["name"] = existing.get("name")
     plugin = _plugin_for(entity, lookup)
     fields = entity_fields(entity, plugin)
+    if plugin is not None and "config" in data:
+        data["config"], alias_errors = expand_config_shorthands(plugin, data["config"])
+        if alias_errors:
+            raise dao_errors.schema_violation({"config": alias_errors})
 
     if op == "update":
         data = {k: (adjust(fields[k], v, op) if k in fields else v) for k, v in data.items()}
