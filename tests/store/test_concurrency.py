@@ -48,3 +48,55 @@ async def test_concurrent_global_plugins_one_wins(store_url: str, store: Any, ma
     finally:
         await a.close()
         await b.close()
+
+
+_WRITER = """
+import asyncio, sys, time, uuid
+from servegate.schema.errors import DaoError
+from servegate.store import open_store_url
+
+async def main(url, start_at):
+    store = open_store_url(url)
+    await store.connect()
+    await asyncio.sleep(max(0.0, start_at - time.time()))  # both processes start writing together
+    ok = dup = 0
+    for i in range(15):
+        row = {"id": str(uuid.uuid4()), "name": f"p-{i}", "host": "h", "tags": ["proc"],
+               "created_at": int(time.time()), "updated_at": int(time.time())}
+        try:
+            await store.insert("services", row)
+            ok += 1
+        except DaoError as e:
+            assert e.code == 5, e
+            dup += 1
+    await store.close()
+    print(ok, dup)
+
+asyncio.run(main(sys.argv[1], float(sys.argv[2])))
+"""
+
+
+async def test_two_processes_writing_the_same_names(store_url: str, store: Any) -> None:
+    import sys
+    import time
+
+    start_at = str(time.time() + 1.0)
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _WRITER,
+            store_url,
+            start_at,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        for _ in range(2)
+    ]
+    outs = [await asyncio.wait_for(p.communicate(), 60) for p in procs]
+    for p, (_out, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err.decode()[-2000:]
+    counts = [tuple(map(int, out.split())) for out, _ in outs]
+    assert sum(ok for ok, _ in counts) == 15 and sum(dup for _, dup in counts) == 15
+    rows = await store.all("services")
+    assert sorted(r["name"] for r in rows) == sorted(f"p-{i}" for i in range(15))
