@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import threading
 import time
@@ -98,3 +99,21 @@ def route(svc: dict[str, Any] | None, **kw: Any) -> dict[str, Any]:
            "destinations": None, "tags": None, "service": {"id": svc["id"]} if svc else None}
     row.update(kw)
     return row
+
+
+def read_response(s: socket.socket, deadline_s: float = 5) -> bytes:
+    """Read one response with a Content-Length body (or until close)."""
+    buf = b""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        if b"\r\n\r\n" in buf:
+            head, _, body = buf.partition(b"\r\n\r\n")
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    if len(body) >= int(line.split(b":")[1]):
+                        return buf
+        chunk = s.recv(65536)
+        if not chunk:
+            return buf
+        buf += chunk
+    return buf

@@ -10,7 +10,6 @@ import time
 
 import requests
 from proxy_support import Backend, Proxy, route, service
-from test_relay import read_response
 
 
 def stream_request(path: str = "/v1/chat/completions", tokens: int = 50, extra: str = "") -> bytes:

@@ -8,7 +8,7 @@ import time
 
 import openai
 import requests
-from proxy_support import Backend, Proxy, route, service
+from proxy_support import Backend, Proxy, read_response, route, service
 
 
 def echo(proxy: Proxy, path: str = "/__echo", **kw: object) -> tuple[requests.Response, dict]:
@@ -152,24 +152,6 @@ def test_chunked_request_body_and_expect(simple: tuple[Backend, Proxy]) -> None:
         data = read_response(s)
     assert data.startswith(b"HTTP/1.1 200")
     assert b"tok0 tok1" in data
-
-
-def read_response(s: socket.socket, deadline_s: float = 5) -> bytes:
-    """Read one response with a Content-Length body (or until close)."""
-    buf = b""
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        if b"\r\n\r\n" in buf:
-            head, _, body = buf.partition(b"\r\n\r\n")
-            for line in head.split(b"\r\n"):
-                if line.lower().startswith(b"content-length:"):
-                    if len(body) >= int(line.split(b":")[1]):
-                        return buf
-        chunk = s.recv(65536)
-        if not chunk:
-            return buf
-        buf += chunk
-    return buf
 
 
 def test_pipelined_requests_answered_in_order(simple: tuple[Backend, Proxy]) -> None:

@@ -219,21 +219,32 @@ class ClientProtocol(asyncio.Protocol):
                 self._close()
 
     def _reject(self, status: int, message: str | None = None) -> None:
-        """A malformed request: answer (after any in-flight responses are impossible to order) and close."""
+        """A malformed request: answer it and close the connection."""
         if self.closing or self.transport is None:
             return
-        busy = [ex for ex in self.queue if ex.state != DONE]
-        self.closing = True
-        if busy:
-            # Responses still in flight on this connection: just stop reading; close when they finish.
-            for ex in busy:
-                ex.keep_alive = False
+        queue = self.queue
+        broken = self.parsing
+        self.parsing = None
+        if queue:
+            head = queue[0]
+            while len(queue) > 1:
+                queue.pop()  # never started: nothing was sent for them
+            if head is broken:
+                if head.resp_started or head.state == DONE:
+                    self.closing = True
+                    head.client_gone()
+                    self._close(abort=True)
+                else:
+                    head.fail(status, message)  # the body cannot be read further: answers and closes
+                return
+            # The broken request is behind one still being answered: finish that one, then close.
+            head.keep_alive = False
+            self.closing = True
             self.transport.pause_reading()
             return
-        rid = ""
-        body = errors.render(errors.PLAIN, message or errors.message_for(status), rid)
-        data = errors.response_bytes(status, body, errors.PLAIN, rid, 0, keep_alive=False)
-        self.transport.write(data)
+        self.closing = True
+        body = errors.render(errors.PLAIN, message or errors.message_for(status), "")
+        self.transport.write(errors.response_bytes(status, body, errors.PLAIN, "", 0, keep_alive=False))
         self._close()
 
     def _close(self, abort: bool = False) -> None:

@@ -331,13 +331,13 @@ class Exchange:
             self.pending.append(data)
 
     # -- response ------------------------------------------------------------------------------------------
-    def response_head(self, up: UpstreamProtocol, status: int, rest: bytes) -> None:
+    def response_head(self, up: UpstreamProtocol, status: int) -> bytes:
+        """The downstream response head for the upstream's (final) response head."""
         self.state = STREAMING
         self.resp_started = True
         self.replay = None
         self.status = status
         now = self.t_head = monotonic()
-        conn = self.conn
         # HTTP/1.0 clients cannot take chunked framing: relay the decoded body and close at the end.
         self.decode_body = self.http_minor == 0 and any(n.lower() == b"transfer-encoding" for n, _ in up.headers)
         if self.decode_body or self.http_minor == 0 and not self.keep_alive:
@@ -355,15 +355,7 @@ class Exchange:
         )
         if self.close_delimited:
             self.close_after = True
-        data = head + rest if rest else head
-        self.bytes_sent += len(data)
-        if conn.transport is not None:
-            conn.transport.write(data)
-        if self.is_head and not up.complete:
-            # No body follows a HEAD response, whatever its framing says; the parser cannot know that.
-            up.complete = True
-            up.parser = None  # type: ignore[assignment]
-            self.response_complete(up, reusable=False)
+        return head
 
     def client_write(self, data: bytes) -> None:
         self.bytes_sent += len(data)
@@ -374,7 +366,7 @@ class Exchange:
     def response_complete(self, up: UpstreamProtocol, reusable: bool = True) -> None:
         self.up = None
         up.exchange = None
-        if reusable and self.req_done and up.keep_alive:
+        if reusable and self.req_done and up.keep_alive and not self.is_head:
             self.conn.server.pool.put(up)
         else:
             up.transport.close()

@@ -140,15 +140,23 @@ class UpstreamProtocol(asyncio.Protocol):
             break
         self.headbuf = b""
         self.head_done = True
+        head = ex.response_head(self, status)
+        if ex.decode_body:
+            ex.client_write(head)
         if rest:
             try:
                 self.parser.feed_data(rest)
             except httptools.HttpParserError:
-                ex.response_head(self, status, b"")
+                if not ex.decode_body:
+                    ex.client_write(head)
                 ex.upstream_bad(self, mid_stream=True)
                 return
-        ex.response_head(self, status, b"" if ex.decode_body else rest)
-        if self.complete and self.exchange is ex:
+        if not ex.decode_body:
+            ex.client_write(head + rest if rest else head)
+        if ex.is_head and not self.complete:
+            # No body follows a HEAD response, whatever its framing says; the parser cannot know that.
+            ex.response_complete(self, reusable=False)
+        elif self.complete and self.exchange is ex:
             ex.response_complete(self)
 
     # -- flow control ----------------------------------------------------------------------------------------
