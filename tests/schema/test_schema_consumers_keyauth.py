@@ -131,3 +131,10 @@ def test_output_ttl() -> None:
     # non-ttl entities never show it
     consumer = row_of(CONSUMERS, {"username": "u"})
     assert "ttl" not in to_output(CONSUMERS, {**consumer, "ttl": 5})
+
+
+def test_patch_of_a_stored_credential_with_ttl() -> None:
+    stored = {**row_of(KEYAUTH_CREDENTIALS, {"consumer": {"id": A_UUID}, "key": "k"}), "ttl": 30}
+    row = row_of(KEYAUTH_CREDENTIALS, {"key": "k2"}, op="update", existing=stored)
+    assert row["key"] == "k2" and "ttl" not in row and row["created_at"] == NOW
+    assert row_of(KEYAUTH_CREDENTIALS, {"ttl": 10}, op="update", existing=stored)["ttl"] == 10

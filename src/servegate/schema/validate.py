@@ -353,7 +353,9 @@ def process_input(
 
     if op == "update":
         data = {k: (adjust(fields[k], v, op) if k in fields else v) for k, v in data.items()}
-        row = merge(fields, data, existing)
+        # Stored rows may carry store-side extras (ttl, expiry); only declared fields are merged.
+        stored = {k: v for k, v in (existing or {}).items() if k in fields}
+        row = merge(fields, data, stored)
         _auto_fields(entity, row, op, now)
     else:
         _auto_fields(entity, data, op, now)
