@@ -123,11 +123,19 @@ class SharedCounters:
 
 
 _tables: dict[str, SharedCounters] = {}
+_tables_lock = threading.Lock()
 
 
 def table(path: str) -> SharedCounters:
-    """The process's handle on the node table at `path` (opened once per process)."""
+    """The process's one handle on the node table at `path`.
+
+    One per process matters: fcntl locks do not exclude each other within a process, so two
+    handles would let two threads into a stripe at once; only the handle's thread lock does.
+    """
     t = _tables.get(path)
     if t is None:
-        t = _tables[path] = SharedCounters(path)
+        with _tables_lock:
+            t = _tables.get(path)
+            if t is None:
+                t = _tables[path] = SharedCounters(path)
     return t
