@@ -63,6 +63,7 @@ class Servegate:
         self.proxy_port = self.proxy_port or free_port()
         self.ssl_port = self.ssl_port or free_port()
         self.admin_port = self.admin_port or free_port()
+        Path(self.prefix).mkdir(parents=True, exist_ok=True)
         self.log_path = str(Path(self.prefix) / "stdout.log")
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process
         self.proc = subprocess.Popen(

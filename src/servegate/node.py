@@ -53,12 +53,13 @@ async def open_ready_store(settings: Settings) -> Any:
     if not state.bootstrapped:
         log.info("database is empty: bootstrapping")
         await store.bootstrap()
-    elif state.pending:
+    elif state.new:
         await store.close()
         raise StartupError(
-            "the database has pending migrations: run 'servegate migrations up' "
-            "(then 'servegate migrations finish')"
+            f"the database needs new migrations ({', '.join(state.new)}): run 'servegate migrations up'"
         )
+    elif state.pending:
+        log.warning("migrations %s wait for 'servegate migrations finish'", ", ".join(state.pending))
     return store
 
 
@@ -67,22 +68,13 @@ class SnapshotFeed:
 
     def __init__(self, store: Any, holder: Any, interval: float) -> None:
         self.store, self.holder, self.interval = store, holder, interval
-        self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
 
     async def refresh(self, force: bool = False) -> None:
-        from servegate.snapshot import load_snapshot
-
-        async with self._lock:
-            current = self.holder.current
-            if not force and current is not None:
-                version = await self.store.config_version()
-                if version == current.version:
-                    return
-            started = time.perf_counter()
-            snap = await load_snapshot(self.store)
-            self.holder.swap(snap)
-            log.debug("snapshot v%s built in %.1f ms", snap.version, (time.perf_counter() - started) * 1000)
+        started = time.perf_counter()
+        if await self.holder.refresh(self.store, force=force):
+            log.debug("snapshot v%s built in %.1f ms", self.holder.current.version,
+                      (time.perf_counter() - started) * 1000)
 
     async def _poll(self) -> None:
         while True:
@@ -135,14 +127,13 @@ def _stop_event() -> asyncio.Event:
 async def run_worker(settings: Settings, *, with_admin: bool, store: Any | None = None) -> None:
     """A proxy worker (and, for a single-process node, the Admin API too)."""
     from servegate.proxy.server import ProxyServer
-    from servegate.snapshot import SnapshotHolder
+    from servegate.snapshot import SnapshotHolder, load_snapshot
 
     stop = _stop_event()
     if store is None:
         store = await open_ready_store(settings)
-    holder = SnapshotHolder()
+    holder = SnapshotHolder(await load_snapshot(store))
     feed = SnapshotFeed(store, holder, settings.db_update_frequency)
-    await feed.refresh(force=True)
     feed.start()
     admin = await start_admin(settings, store, lambda: feed.refresh(force=True)) if with_admin else None
     proxy = ProxyServer(settings, holder)
