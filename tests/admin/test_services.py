@@ -40,6 +40,7 @@ async def test_get_by_id_name_and_utf8_name(admin: Admin) -> None:
     assert await admin.ok("GET", f"/services/{svc['id']}", 200) == svc
     assert await admin.ok("GET", "/services/%E5%86%86", 200) == svc
     assert await admin.ok("GET", "/services/%E5%86%86/", 200) == svc  # trailing slash tolerated
+    assert await admin.ok("GET", "//services//%E5%86%86", 200) == svc  # slashes merged like nginx
     assert await admin.ok("GET", f"/services/{uuid.uuid4()}", 404) == {"message": "Not found"}
     assert await admin.ok("GET", "/services/not-found", 404) == {"message": "Not found"}
     # a GET body is never decoded

@@ -11,9 +11,10 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 from servegate.admin.responses import Reply, bad_request, empty_reply
+from servegate.schema.coerce import TooManyArguments, coerce, decode_form
 from servegate.schema.fields import Entity
 
 log = logging.getLogger("servegate.admin")
@@ -75,8 +76,6 @@ class Ctx:
         if self.body_kind == "json":
             return copy.deepcopy(self.json_body or {})
         if self.body_kind == "form":
-            from servegate.schema.coerce import coerce
-
             data = copy.deepcopy(self.form_body or {})
             return dict(coerce(entity, data, plugin_name=plugin_name))
         return {}
@@ -127,8 +126,6 @@ async def read_body(ctx: Ctx) -> None:
 
 
 def _decode_pairs(pairs: list[tuple[str, str]], typed: dict[str, Any]) -> dict[str, Any]:
-    from servegate.schema.coerce import TooManyArguments, decode_form
-
     if len(pairs) + len(typed) > MAX_ARGS:
         raise bad_request("Too many arguments")
     try:
@@ -141,8 +138,6 @@ def _decode_pairs(pairs: list[tuple[str, str]], typed: dict[str, Any]) -> dict[s
 
 
 async def _read_multipart(request: web.Request) -> tuple[list[tuple[str, str]], dict[str, Any]]:
-    from aiohttp import BodyPartReader
-
     pairs: list[tuple[str, str]] = []
     typed: dict[str, Any] = {}
     if not request.can_read_body:
@@ -163,7 +158,11 @@ async def _read_multipart(request: web.Request) -> tuple[list[tuple[str, str]], 
                 except orjson.JSONDecodeError:
                     raise bad_request("Cannot parse JSON body") from None
             else:
-                pairs.append((part.name, data.decode(part.get_charset("utf-8"), "replace")))
+                try:
+                    text = data.decode(part.get_charset("utf-8"), "replace")
+                except LookupError:  # unknown charset label
+                    text = data.decode("utf-8", "replace")
+                pairs.append((part.name, text))
             if len(pairs) + len(typed) > MAX_ARGS:
                 raise bad_request("Too many arguments")
     except (ValueError, AssertionError):

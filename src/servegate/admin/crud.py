@@ -26,6 +26,8 @@ from servegate.admin.responses import (
 from servegate.admin.routing import Handler, has_invalid_utf8
 from servegate.schema import errors
 from servegate.schema.fields import Entity
+from servegate.schema.output import to_output
+from servegate.schema.validate import process_input
 
 # Kong's extra list filter: GET /consumers?custom_id=<v>.
 LIST_FILTERS = {"consumers": "custom_id"}
@@ -36,14 +38,10 @@ LIST_FILTERS = {"consumers": "custom_id"}
 
 
 def _output(entity: Entity, row: Row) -> dict[str, Any]:
-    from servegate.schema.output import to_output
-
     return to_output(entity, row)
 
 
 def _process(entity: Entity, args: dict[str, Any], op: str, existing: Row | None = None) -> Row:
-    from servegate.schema.validate import process_input
-
     return process_input(entity, args, op=op, existing=existing)
 
 

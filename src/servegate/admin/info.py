@@ -16,13 +16,13 @@ from servegate.admin.lookup import admin_entities
 from servegate.admin.paging import list_body, next_link, parse_size
 from servegate.admin.responses import json_reply, message_reply
 from servegate.admin.routing import PathTable, has_invalid_utf8
+from servegate.schema.plugins import enabled_plugins, get_plugin
+from servegate.store.paging import decode_offset, encode_offset
 
 log = logging.getLogger("servegate.admin")
 
 
 def _available_plugins() -> dict[str, dict[str, Any]]:
-    from servegate.schema.plugins import enabled_plugins, get_plugin
-
     out: dict[str, dict[str, Any]] = {}
     for name in enabled_plugins():
         plugin = get_plugin(name)
@@ -88,8 +88,6 @@ def server_counters(ctx: Ctx) -> dict[str, int]:
 
 
 async def plugins_enabled(ctx: Ctx) -> web.Response:
-    from servegate.schema.plugins import enabled_plugins
-
     return json_reply(200, {"enabled_plugins": list(enabled_plugins())})
 
 
@@ -116,8 +114,6 @@ async def _tag_rows(ctx: Ctx, tag: str | None) -> list[dict[str, Any]]:
 
 
 async def _tags_page(ctx: Ctx, tag: str | None, base: str) -> web.Response:
-    from servegate.store.paging import decode_offset, encode_offset
-
     size = parse_size(ctx.query_first("size"))
     rows = await _tag_rows(ctx, tag)
     offset = ctx.query_first("offset")

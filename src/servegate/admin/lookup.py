@@ -11,7 +11,9 @@ from typing import Any
 
 from servegate.admin.routing import has_invalid_utf8
 from servegate.schema import errors
+from servegate.schema.entities import ENTITIES
 from servegate.schema.fields import Entity, Field
+from servegate.schema.validate import validate_field
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 Row = dict[str, Any]
@@ -22,8 +24,6 @@ def is_uuid(value: Any) -> bool:
 
 
 def entities() -> list[Entity]:
-    from servegate.schema.entities import ENTITIES
-
     values = ENTITIES.values() if isinstance(ENTITIES, Mapping) else ENTITIES
     return list(values)
 
@@ -41,8 +41,6 @@ def entity_named(name: str) -> Entity | None:
 
 def _validate_key_value(field: Field, value: str) -> str | None:
     """Kong validates an endpoint key from the URL with the field's own rules (code 10 on failure)."""
-    from servegate.schema.validate import validate_field
-
     err = validate_field(field, value)
     if err is None:
         return None

@@ -98,12 +98,10 @@ class PathTable:
 
 
 def split_path(raw_path: str) -> list[str]:
+    # Empty segments are dropped, as nginx's merge_slashes does in front of Kong: `//services/` is
+    # `/services`, and a trailing slash is tolerated.
     path = raw_path.split("?", 1)[0]
-    # `/services/` is `/services`; empty segments elsewhere never match a pattern.
-    if len(path) > 1 and path.endswith("/"):
-        path = path[:-1]
-    parts = path.split("/")[1:]
-    return [] if parts == [""] else parts
+    return [s for s in path.split("/") if s]
 
 
 def decode_segment(segment: str) -> str:

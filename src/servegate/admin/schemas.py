@@ -12,6 +12,8 @@ from servegate.admin.responses import json_reply, message_reply
 from servegate.admin.routing import PathTable
 from servegate.schema import errors
 from servegate.schema.fields import NO_DEFAULT, Entity, Field
+from servegate.schema.plugins import get_plugin
+from servegate.schema.validate import process_input
 
 # Field attributes rendered as-is when set (Kong's schema JSON uses the same names).
 _FLAGS = ("required", "unique", "auto", "immutable")
@@ -63,8 +65,6 @@ def entity_json(entity: Entity) -> dict[str, Any]:
 
 
 def plugin_json(name: str) -> dict[str, Any] | None:
-    from servegate.schema.plugins import get_plugin
-
     plugin = get_plugin(name)
     if plugin is None:
         return None
@@ -99,8 +99,6 @@ async def get_plugin_schema(ctx: Ctx) -> web.Response:
 
 
 async def get_plugin_config_schema(ctx: Ctx) -> web.Response:
-    from servegate.schema.plugins import get_plugin
-
     name = ctx.params["name"]
     plugin = get_plugin(name)
     if plugin is None:
@@ -109,8 +107,6 @@ async def get_plugin_config_schema(ctx: Ctx) -> web.Response:
 
 
 def _validate(ctx: Ctx, entity: Entity) -> web.Response:
-    from servegate.schema.validate import process_input
-
     plugin_name = ctx.body_plugin_name() if entity.subschema_key == "name" else None
     args = ctx.body_args(entity, plugin_name=plugin_name)
     try:
