@@ -129,6 +129,9 @@ async def run_worker(settings: Settings, *, with_admin: bool, store: Any | None 
     from servegate.proxy.server import ProxyServer
     from servegate.snapshot import SnapshotHolder, load_snapshot
 
+    from servegate.plugins import load_all
+
+    load_all()  # plugin handlers must be registered before the first snapshot indexes plugin rows
     stop = _stop_event()
     if store is None:
         store = await open_ready_store(settings)
