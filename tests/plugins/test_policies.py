@@ -42,9 +42,9 @@ def windows(now: int, **limits: float) -> list[Window]:
 
 def _local_worker(path: str, route: str, wins: list[Window], now: int, n: int, per_thread: int,
                   barrier: Any, out: Any) -> None:
-    from servegate.plugins.ratelimit.local import LocalPolicy
-
     import sys
+
+    from servegate.plugins.ratelimit.local import LocalPolicy
 
     sys.setswitchinterval(1e-6)  # interleave threads as much as possible
     policy = LocalPolicy(path)

@@ -12,7 +12,8 @@ from typing import Any
 
 from servegate.plugins.base import Context, Exit, Lookups, Plugin
 
-__all__ = ["Context", "Exit", "Lookups", "Plugin", "BUNDLED", "get_handler", "handlers", "load_all", "register"]
+__all__ = ["Context", "Exit", "Lookups", "Plugin", "BUNDLED", "configure", "get_handler", "handlers", "load_all",
+           "register"]
 
 # Module names of the bundled plugins, in no particular order (the runner orders by PRIORITY).
 BUNDLED: tuple[str, ...] = ("key_auth", "rate_limiting")
@@ -64,6 +65,14 @@ def load_all() -> dict[str, Plugin]:
             importlib.import_module(f"servegate.plugins.{mod}")
         _loaded = True
     return dict(_HANDLERS)
+
+
+def configure(settings: Any) -> None:
+    """Per-process runtime for plugins: node prefix (local rate-limit counters) and, with
+    database=postgres, the DSN the rate-limiting `cluster` policy uses. Call once per worker."""
+    from servegate.plugins.ratelimit import configure_from_settings
+
+    configure_from_settings(settings)
 
 
 def handlers() -> dict[str, Plugin]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 from urllib.parse import quote, unquote_plus
 
 from servegate.schema.fields import Field
@@ -163,7 +163,7 @@ class Context:
         self.response_headers.append((name, value))
 
     def exit(self, status: int, message: str | None = None,
-             headers: Mapping[str, str] | None = None) -> None:
+             headers: Mapping[str, str] | None = None) -> NoReturn:
         raise Exit(status, message, headers)
 
 

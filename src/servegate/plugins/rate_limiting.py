@@ -111,7 +111,8 @@ def _config_checks(row: Mapping[str, Any]) -> dict[str, Any] | None:
         return out
     missing: dict[str, Any] = {}
     if c.get("policy") == "redis":
-        r = c.get("redis") if isinstance(c.get("redis"), Mapping) else {}
+        raw = c.get("redis")
+        r: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
         redis_missing = {f: "required field missing" for f in ("host", "port", "timeout") if r.get(f) is None}
         if redis_missing:
             missing["redis"] = redis_missing

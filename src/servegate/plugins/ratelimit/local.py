@@ -18,12 +18,18 @@ def _d(text: str, size: int) -> bytes:
     return hashlib.blake2b(text.encode(), digest_size=size).digest()
 
 
+_DIGEST_CACHE_MAX = 4096
+
+
 class LocalPolicy:
-    __slots__ = ("_path", "_table")
+    __slots__ = ("_path", "_table", "_digests")
 
     def __init__(self, path: str | None = None) -> None:
         self._path = path
         self._table: SharedCounters | None = None
+        # (route, service, identifier, periods) -> (stripe key, per-window key digests): the same
+        # clients come back, so hashing is skipped for them; bounded by clearing when full.
+        self._digests: dict[tuple[str, str, str, tuple[str, ...]], tuple[bytes, list[bytes]]] = {}
 
     def _tbl(self) -> SharedCounters:
         t = self._table
@@ -31,11 +37,23 @@ class LocalPolicy:
             t = self._table = table(self._path or runtime.counters_path())
         return t
 
+    def _keys(self, route_id: str, service_id: str, identifier: str,
+              periods: tuple[str, ...]) -> tuple[bytes, list[bytes]]:
+        ck = (route_id, service_id, identifier, periods)
+        hit = self._digests.get(ck)
+        if hit is None:
+            scope = f"ratelimit:{route_id}:{service_id}:{identifier}"
+            hit = (_d(scope, 8), [_d(f"{scope}:{p}", 16) for p in periods])
+            if len(self._digests) >= _DIGEST_CACHE_MAX:
+                self._digests.clear()
+            self._digests[ck] = hit
+        return hit
+
     def hit(self, route_id: str, service_id: str, identifier: str, windows: Sequence[Window],
             now: int) -> HitResult:
-        scope = f"ratelimit:{route_id}:{service_id}:{identifier}"
+        stripe_key, digests = self._keys(route_id, service_id, identifier, tuple(w[0] for w in windows))
         entries = [
-            (_d(f"{scope}:{period}", 16), start, start + EXPIRATION[period] + _SLACK.get(period, 0), limit)
-            for period, limit, start in windows
+            (kd, start, start + EXPIRATION[period] + _SLACK.get(period, 0), limit)
+            for kd, (period, limit, start) in zip(digests, windows, strict=True)
         ]
-        return self._tbl().hit(_d(scope, 8), entries, now)
+        return self._tbl().hit(stripe_key, entries, now)

@@ -105,18 +105,22 @@ class SharedCounters:
             fcntl.lockf(self._fd, fcntl.LOCK_EX, 1, stripe, os.SEEK_SET)
             try:
                 usages: list[int] = []
+                offsets: list[int] = []
                 admitted = True
                 for kd, ws, _exp, limit in entries:
-                    found = self._find(base, kd, now, False)
-                    used = found[3] if found is not None and found[1] == ws else 0
+                    off, s_ws, _, val = self._find(base, kd, now, True)  # type: ignore[misc]
+                    used = val if val >= 0 and s_ws == ws else 0
+                    # -1: a new key; its slot is picked again when writing, as another new key
+                    # of this request may take the same free slot first.
+                    offsets.append(off if val >= 0 else -1)
                     usages.append(used)
                     if used >= limit:
                         admitted = False
                 if admitted:
-                    for (kd, ws, exp, _limit), used in zip(entries, usages, strict=True):
-                        off = self._find(base, kd, now, True)
-                        assert off is not None
-                        _SLOT.pack_into(mm, off[0], kd, ws, exp, used + cost)
+                    for (kd, ws, exp, _limit), used, off in zip(entries, usages, offsets, strict=True):
+                        if off < 0:
+                            off = self._find(base, kd, now, True)[0]  # type: ignore[index]
+                        _SLOT.pack_into(mm, off, kd, ws, exp, used + cost)
                 return usages, admitted
             finally:
                 fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, stripe, os.SEEK_SET)
