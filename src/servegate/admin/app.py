@@ -24,7 +24,7 @@ from servegate.admin.responses import (
     method_not_allowed,
     not_found,
 )
-from servegate.admin.routing import PathTable
+from servegate.admin.routing import Match, PathTable
 from servegate.admin.schemas import add_schema_endpoints
 from servegate.schema.errors import DaoError
 
@@ -104,7 +104,7 @@ async def _dispatch(table: PathTable, state: AppState, request: web.Request) -> 
     return resp
 
 
-async def _handle(state: AppState, request: web.Request, match: Any) -> web.StreamResponse:
+async def _handle(state: AppState, request: web.Request, match: Match) -> web.StreamResponse:
     endpoint = match.endpoint
     method = request.method
     if method == "OPTIONS":
