@@ -40,7 +40,7 @@ def windows(now: int, **limits: float) -> list[Window]:
 
 # -- workers (run in forked processes) -----------------------------------------------------------
 
-def _local_worker(path: str, route: str, wins: list[Window], now: int, n: int, per_thread: int,
+def _local_worker(path: str | None, route: str, wins: list[Window], now: int, n: int, per_thread: int,
                   barrier: Any, out: Any) -> None:
     import sys
 
@@ -109,6 +109,18 @@ def test_local_exact_across_processes(tmp_path: Any) -> None:
     admitted = run_two(_local_worker, str(tmp_path / "c.shm"), str(uuid.uuid4()),
                        windows(now, minute=1500), now, 100, 10)
     assert admitted == 1500
+
+
+def test_prepare_node_then_forked_workers_share_counters(tmp_path: Any) -> None:
+    """The node flow: prepare_node in the parent, workers forked after it use the default path."""
+    from servegate.plugins import prepare_node
+    from servegate.plugins.ratelimit import runtime
+    from servegate.settings import load_settings
+
+    prepare_node(load_settings({"SERVEGATE_PREFIX": str(tmp_path)}))
+    assert runtime.prefix == str(tmp_path) and runtime.pg_dsn is None
+    now = int(time.time())
+    assert run_two(_local_worker, None, str(uuid.uuid4()), windows(now, minute=99), now, 100, 1) == 99
 
 
 def test_local_multi_window_exact_and_rejections_not_counted(tmp_path: Any) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 from servegate.plugins.base import Context, Exit, Lookups, Plugin
 
 __all__ = ["Context", "Exit", "Lookups", "Plugin", "BUNDLED", "configure", "get_handler", "handlers", "load_all",
-           "register"]
+           "prepare_node", "register"]
 
 # Module names of the bundled plugins, in no particular order (the runner orders by PRIORITY).
 BUNDLED: tuple[str, ...] = ("key_auth", "rate_limiting")
@@ -73,6 +73,17 @@ def configure(settings: Any) -> None:
     from servegate.plugins.ratelimit import configure_from_settings
 
     configure_from_settings(settings)
+
+
+def prepare_node(settings: Any) -> None:
+    """Once per node, before workers fork: configure this process (inherited by forked workers)
+    and create the node-wide rate-limit counter file under the prefix, so every worker maps the
+    same table."""
+    from servegate.plugins.ratelimit import runtime
+    from servegate.plugins.ratelimit.shm import table
+
+    configure(settings)
+    table(runtime.counters_path())
 
 
 def handlers() -> dict[str, Plugin]:
