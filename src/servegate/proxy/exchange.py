@@ -65,7 +65,7 @@ class Exchange:
         "match", "service", "up", "pending", "pending_size", "replay", "tries", "max_tries", "key",
         "connect_fut", "connect_started", "connect_timeout", "read_timeout", "write_timeout", "head",
         "status", "bytes_sent", "decode_body", "close_after", "is_head", "plan", "ctx", "host",
-        "te_trailers", "close_delimited", "resp_started",
+        "te_trailers", "close_delimited", "resp_started", "replay_size",
     )
 
     def __init__(self, conn: ClientProtocol, method: bytes, url: bytes, headers: list[tuple[bytes, bytes, bytes]],
@@ -102,6 +102,7 @@ class Exchange:
         self.pending: list[bytes] = []
         self.pending_size = 0
         self.replay: list[bytes] | None = []
+        self.replay_size = 0
         self.tries = 0
         self.max_tries = 1
         self.connect_fut: Any = None
@@ -299,7 +300,8 @@ class Exchange:
         replay = self.replay
         if replay is not None:
             replay.append(data)
-            if sum(map(len, replay)) > REPLAY_LIMIT:
+            self.replay_size += len(data)
+            if self.replay_size > REPLAY_LIMIT:
                 self.replay = None
         up = self.up
         if up is not None:
@@ -378,7 +380,7 @@ class Exchange:
             return
         self.up = None
         if not up.head_done:
-            if not up.got_bytes and self.replay is not None and self.req_done:
+            if not up.got_bytes and self.replay is not None:
                 if up.reused:
                     # A pooled connection the upstream had already closed: replay for free on a fresh one.
                     self.tries -= 1

@@ -1,0 +1,70 @@
+"""TLS listener with the generated certificate, and the access log."""
+
+from __future__ import annotations
+
+import ssl
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from proxy_support import Backend, route, service
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+def test_tls_listener_with_generated_cert(backend: Backend, start_proxy, tmp_path: Path) -> None:
+    svc = service(backend.port)
+    proxy = start_proxy({"services": [svc], "routes": [route(svc)]},
+                        proxy_listen="127.0.0.1:0, 127.0.0.1:0 ssl")
+    plain, tls = (int(p) for p in proxy.ready_words)
+    cert = tmp_path / "prefix" / "ssl" / "servegate-default.crt"
+    key = tmp_path / "prefix" / "ssl" / "servegate-default.key"
+    assert cert.exists() and key.exists()
+    assert key.stat().st_mode & 0o077 == 0
+    r = requests.get(f"https://127.0.0.1:{tls}/__echo", verify=False, timeout=5)
+    assert r.status_code == 200
+    seen = {k.lower(): v for k, v in r.json()["headers"]}
+    assert seen["x-forwarded-proto"] == "https"
+    assert seen["x-forwarded-port"] == str(tls)
+    # the served certificate is the generated one
+    served = ssl.get_server_certificate(("127.0.0.1", tls))
+    assert served.strip() == cert.read_text().strip()
+    assert requests.get(f"http://127.0.0.1:{plain}/v1/models", timeout=5).status_code == 200
+    # a second start reuses the same certificate
+    before = cert.read_bytes()
+    proxy2 = start_proxy({"services": [svc], "routes": [route(svc)]}, proxy_listen="127.0.0.1:0 ssl")
+    assert requests.get(f"https://127.0.0.1:{proxy2.port}/v1/models", verify=False, timeout=5).status_code == 200
+    assert cert.read_bytes() == before
+
+
+def test_access_log_line_without_secrets(simple) -> None:
+    _, proxy = simple
+    r = requests.get(proxy.url + "/v1/models?apikey=sekrit-123&x=1", headers={"apikey": "hdr-secret-9"},
+                     timeout=5)
+    rid = r.headers["X-Kong-Request-Id"]
+    deadline = time.monotonic() + 3
+    while rid not in proxy.output() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    lines = [line for line in proxy.output().splitlines() if rid in line]
+    assert len(lines) == 1
+    line = lines[0]
+    assert "sekrit-123" not in line and "hdr-secret-9" not in line
+    assert '"GET /v1/models?apikey=REDACTED&x=1 HTTP/1.1" 200 ' in line
+    assert line.startswith("127.0.0.1 ")
+
+
+def test_access_log_off_and_file(backend: Backend, start_proxy, tmp_path: Path) -> None:
+    svc = service(backend.port)
+    log = tmp_path / "access.log"
+    proxy = start_proxy({"services": [svc], "routes": [route(svc)]}, proxy_access_log=str(log))
+    for _ in range(3):
+        requests.get(proxy.url + "/v1/models", timeout=5)
+    requests.get(proxy.url + "/nope?apikey=zzz", timeout=5)
+    time.sleep(0.3)
+    text = log.read_text()
+    assert text.count("\n") == 4 and "zzz" not in text
+    assert " 404 " in text.splitlines()[-1]
+    quiet = start_proxy({"services": [svc], "routes": [route(svc)]}, proxy_access_log="off")
+    requests.get(quiet.url + "/v1/models", timeout=5)
+    time.sleep(0.3)
+    assert "/v1/models" not in quiet.output()
