@@ -144,17 +144,28 @@ ECHO: dict[str, tuple[str, ...]] = {name: ("redis", name[len("redis_"):]) for na
 
 
 def _num(v: float) -> str:
+    if type(v) is int:
+        return str(v)
     return str(int(v)) if float(v).is_integer() else repr(float(v))
 
 
+def _limit(v: Any) -> float:
+    """Integral limits as int, so usage arithmetic and header rendering stay integer."""
+    return int(v) if isinstance(v, float) and v.is_integer() else v
+
+
 class RateLimitConf:
-    __slots__ = ("limits", "limit_by", "header_name", "path", "policy", "fault_tolerant", "hide",
+    __slots__ = ("limits", "headers", "limit_by", "header_name", "path", "policy", "fault_tolerant", "hide",
                  "error_code", "error_message", "route_id", "service_id")
 
     def __init__(self, row: Mapping[str, Any]) -> None:
         c = _config(row)
         self.limits: tuple[tuple[str, float], ...] = tuple(
-            (p, c[p]) for p in PERIODS if c.get(p) is not None)
+            (p, _limit(c[p])) for p in PERIODS if c.get(p) is not None)
+        # Per window, built once: (X-RateLimit-Limit-<W>, its value), X-RateLimit-Remaining-<W>.
+        self.headers: tuple[tuple[tuple[str, str], str], ...] = tuple(
+            ((f"X-RateLimit-Limit-{TITLE[p]}", _num(v)), f"X-RateLimit-Remaining-{TITLE[p]}")
+            for p, v in self.limits)
         self.limit_by: str = c.get("limit_by") or "consumer"
         hn = c.get("header_name")
         self.header_name: str | None = hn.lower() if isinstance(hn, str) else None
@@ -244,27 +255,32 @@ def apply(ctx: Context, conf: RateLimitConf, windows: list[Window], result: HitR
             if limit - used <= 0:
                 stop = period
     if not conf.hide:
+        out = ctx.response_headers
+        if out is None:
+            out = ctx.response_headers = []
         best_limit: float = 0
-        best_remaining: float | None = None
+        best_remaining: float = 0
         best_window = 0
         reset = 1
-        for (period, limit, start), used in zip(windows, usages, strict=True):
+        for (period, limit, start), used, (limit_header, remaining_name) in zip(
+                windows, usages, conf.headers, strict=True):
             remaining = limit - used
             if stop is None or stop == period:
                 remaining -= 1
-            remaining = max(0, remaining)
+            if remaining < 0:
+                remaining = 0
             length = EXPIRATION[period]
-            if best_remaining is None or remaining < best_remaining or (
+            if not best_window or remaining < best_remaining or (
                     remaining == best_remaining and length > best_window):
                 best_limit, best_remaining, best_window = limit, remaining, length
                 reset = max(1, length - (now - start))
-            ctx.add_response_header(f"X-RateLimit-Limit-{TITLE[period]}", _num(limit))
-            ctx.add_response_header(f"X-RateLimit-Remaining-{TITLE[period]}", _num(remaining))
-        ctx.add_response_header("RateLimit-Limit", _num(best_limit))
-        ctx.add_response_header("RateLimit-Remaining", _num(best_remaining or 0))
-        ctx.add_response_header("RateLimit-Reset", str(reset))
+            out.append(limit_header)
+            out.append((remaining_name, _num(remaining)))
+        out.append(("RateLimit-Limit", _num(best_limit)))
+        out.append(("RateLimit-Remaining", _num(best_remaining)))
+        out.append(("RateLimit-Reset", str(reset)))
         if stop is not None:
-            ctx.add_response_header("Retry-After", str(reset))
+            out.append(("Retry-After", str(reset)))
     if stop is not None:
         ctx.exit(conf.error_code, conf.error_message)
 
