@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 # States
 NEW, ACCESS, CONNECTING, SENT, STREAMING, DONE = range(6)
 REPLAY_LIMIT = 64 * 1024
+MAX_PLUGIN_BODY = 16 * 1024 * 1024
 PENDING_LIMIT = 64 * 1024
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _LAST_CHUNK = b"0\r\n\r\n"
@@ -65,7 +66,8 @@ class Exchange:
         "match", "service", "up", "pending", "pending_size", "replay", "tries", "max_tries", "key",
         "connect_fut", "connect_started", "connect_timeout", "read_timeout", "write_timeout", "head",
         "status", "bytes_sent", "decode_body", "close_after", "is_head", "plan", "ctx", "host",
-        "te_trailers", "close_delimited", "resp_started", "replay_size",
+        "te_trailers", "close_delimited", "resp_started", "replay_size", "norm_path", "body_copy",
+        "body_waiter", "body_override",
     )
 
     def __init__(self, conn: ClientProtocol, method: bytes, url: bytes, headers: list[tuple[bytes, bytes, bytes]],
@@ -121,7 +123,12 @@ class Exchange:
         self.close_delimited = False
         self.resp_started = False
         self.path = ""
+        self.norm_path = ""
         self.query = b""
+        # Only while a plugin access phase runs: a decoded copy of the body, and who waits for its end.
+        self.body_copy: list[bytes] | None = None
+        self.body_waiter: Any = None
+        self.body_override: bytes | None = None
 
     # -- start: route, plugins ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -151,7 +158,8 @@ class Exchange:
             self.fail(503, errors.NO_SERVICE)
             return
         host = self.host.decode("latin-1") if self.host is not None else None
-        match = snapshot.router.match(self.method.decode("latin-1"), host, normalize(self.path),
+        self.norm_path = normalize(self.path)
+        match = snapshot.router.match(self.method.decode("latin-1"), host, self.norm_path,
                                       HeaderView(self.headers), conn.port)
         if match is None:
             self.fail(404, errors.NO_ROUTE)
@@ -199,7 +207,7 @@ class Exchange:
         if self.chunked:
             framing = b"Transfer-Encoding: chunked\r\n"
         elif self.has_body:
-            framing = b"Content-Length: " + self._header(b"content-length") + b"\r\n"
+            framing = b"Content-Length: " + (self.body_override or self._header(b"content-length")) + b"\r\n"
         elif self.method in (b"POST", b"PUT", b"PATCH"):
             framing = b"Content-Length: 0\r\n"
         else:
@@ -295,6 +303,12 @@ class Exchange:
     def request_body(self, data: bytes) -> None:
         if self.state == DONE:
             return
+        copy = self.body_copy
+        if copy is not None:
+            copy.append(data)
+            if self.body_waiter is not None and sum(map(len, copy)) > MAX_PLUGIN_BODY:
+                self.fail(413)
+                return
         if self.chunked:
             data = b"%x\r\n%b\r\n" % (len(data), data)
         replay = self.replay
@@ -311,13 +325,18 @@ class Exchange:
             self.pending.append(data)
             old = self.pending_size
             self.pending_size = old + len(data)
-            if old <= PENDING_LIMIT < self.pending_size:
+            if old <= PENDING_LIMIT < self.pending_size and self.body_waiter is None:
                 self.conn.pause_reading_for(2)
 
     def request_complete(self) -> None:
         self.req_done = True
         if self.state == DONE:
             return
+        waiter = self.body_waiter
+        if waiter is not None:
+            self.body_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
         if self.chunked:
             self.request_body_raw(_LAST_CHUNK)
         up = self.up
@@ -463,6 +482,8 @@ class Exchange:
             self.close_after = True  # the rest of the body would be read as the next request
         ctype = errors.negotiate(self._str_header(b"accept"), self._str_header(b"content-type"),
                                  getattr(settings, "error_default_type", None))
+        if headers is None and self.ctx is not None and self.ctx.response_headers:
+            headers = list(self.ctx.response_headers)
         body = errors.render(ctype, message or errors.message_for(status), self.rid)
         data = errors.response_bytes(
             status, body, ctype, self.rid, int((monotonic() - self.t_start) * 1000),
@@ -503,6 +524,9 @@ class Exchange:
         self.state = DONE
         self.pending = []
         self.replay = None
+        if self.body_waiter is not None:
+            self.body_waiter.cancel()
+            self.body_waiter = None
         conn = self.conn
         server = conn.server
         now = monotonic()

@@ -1,22 +1,149 @@
-"""Bridge between the relay and the plugin phase plan (servegate.plugins). Only used when plugins apply."""
+"""Bridge between the relay and the plugin phase plan (servegate.plugins). Only used when plugins apply.
+
+The access phase runs before any upstream connection; a hook that returns an awaitable moves the rest of
+the request onto one task, otherwise everything stays inline. What the hooks recorded on the Context
+(upstream headers, query, body, extra response headers) is applied when the upstream request is built.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
+
+from servegate.plugins.base import Context, Exit
 
 if TYPE_CHECKING:
     from servegate.proxy.exchange import Exchange
     from servegate.proxy.upstream import UpstreamProtocol
 
+log = logging.getLogger(__name__)
+
+# Largest request body a plugin may ask to read (key_in_body); beyond it the request gets a 413.
+MAX_PLUGIN_BODY = 16 * 1024 * 1024
+
 
 def run_access(ex: Exchange, plugins: Any, snapshot: Any) -> bool:
-    """Run the access phase. True when the exchange was finished or continues asynchronously."""
-    return False
+    """Run the access phase. True when this module took over the exchange (it then calls proceed/fail)."""
+    route = ex.match.route
+    service = ex.service
+    plan = plugins.plan(route.get("id"), service.get("id") if service else None)
+    if plan is None:
+        return False
+    from servegate.proxy.exchange import ACCESS, HeaderView
+
+    ex.plan = plan
+    ex.state = ACCESS
+    ex.body_copy = []
+    raw_query = ex.query[1:].decode("latin-1") if ex.query else ""
+    ctx = Context(
+        ex.method.decode("latin-1"), ex.norm_path, raw_query, HeaderView(ex.headers).as_dict(), ex.conn.peer,
+        scheme=ex.conn.scheme.decode(), route=route, service=service, request_id=ex.rid,
+        read_body=lambda: read_body(ex),
+    )
+    ex.ctx = ctx
+    try:
+        pending = plan.access(ctx)
+    except Exit as e:
+        _exit(ex, ctx, e)
+        return True
+    if pending is None:
+        _continue(ex, ctx)
+    else:
+        ex.conn.server.loop.create_task(_finish_access(ex, ctx, pending))
+    return True
+
+
+async def _finish_access(ex: Exchange, ctx: Context, pending: Awaitable[None]) -> None:
+    try:
+        await pending
+    except Exit as e:
+        _exit(ex, ctx, e)
+        return
+    except Exception:
+        log.exception("plugin access phase failed")
+        ex.fail(500)
+        return
+    _continue(ex, ctx)
+
+
+def _exit(ex: Exchange, ctx: Context, e: Exit) -> None:
+    headers = list(e.headers.items()) if e.headers else []
+    if ctx.response_headers:
+        headers = list(ctx.response_headers) + headers
+    ctx.response_status = e.status
+    ex.body_copy = None
+    ex.fail(e.status, e.message, headers or None)
+
+
+def _continue(ex: Exchange, ctx: Context) -> None:
+    set_headers = None
+    cleared = None
+    if ctx.upstream_headers:
+        cleared = frozenset(k.encode("latin-1") for k in ctx.upstream_headers)
+        set_headers = [(n.encode("latin-1"), v.encode("latin-1"))
+                       for n, v in ctx.upstream_headers.values() if v is not None]
+    query = None
+    if ctx.upstream_query is not None:
+        query = b"?" + ctx.upstream_query.encode("latin-1") if ctx.upstream_query else b""
+    if ctx.upstream_body is not None and ex.req_done:
+        body = ctx.upstream_body
+        ex.pending = [body]
+        ex.replay = [body]
+        ex.replay_size = len(body)
+        ex.chunked = False
+        ex.has_body = True
+        ex.body_override = str(len(body)).encode()
+    ex.body_copy = None
+    ex.proceed(set_headers, cleared, query)
+
+
+async def read_body(ex: Exchange) -> bytes:
+    if not ex.req_done:
+        fut = ex.conn.server.loop.create_future()
+        ex.body_waiter = fut
+        ex.conn.resume_reading_for(2)
+        await fut
+    return b"".join(ex.body_copy or ())
 
 
 def run_header_filter(ex: Exchange, up: UpstreamProtocol) -> list[tuple[bytes, bytes]] | None:
-    return None
+    ctx = ex.ctx
+    if ctx is None:
+        return None
+    headers = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in up.headers]
+    try:
+        pending = ex.plan.header_filter(ctx, headers, ex.status)
+        if pending is not None:
+            ex.conn.server.loop.create_task(_quiet(pending, "header_filter"))
+    except Exception:
+        log.exception("plugin header_filter phase failed")
+    if not ctx.response_headers:
+        return None
+    return [(n.encode("latin-1"), v.encode("latin-1")) for n, v in ctx.response_headers]
+
+
+def response_headers(ex: Exchange) -> list[tuple[str, str]] | None:
+    ctx = ex.ctx
+    return list(ctx.response_headers) if ctx is not None and ctx.response_headers else None
 
 
 def run_log(ex: Exchange) -> None:
-    return None
+    ctx = ex.ctx
+    if ctx is None:
+        return
+    ctx.response_status = ex.status
+    try:
+        pending = ex.plan.log(ctx)
+        if pending is not None:
+            ex.conn.server.loop.create_task(_quiet(pending, "log"))
+    except Exception:
+        log.exception("plugin log phase failed")
+
+
+async def _quiet(pending: Awaitable[None], phase: str) -> None:
+    try:
+        await pending
+    except Exception:
+        log.exception("plugin %s phase failed", phase)
+
