@@ -255,3 +255,22 @@ async def test_redis_key_format_and_expiry() -> None:
     finally:
         await close_clients()
         _redis_cleanup(route)
+
+
+async def test_cluster_unreachable_fails_fast_after_first_error(counters_prefix: str) -> None:
+    from servegate.plugins.ratelimit import configure
+    from servegate.plugins.ratelimit.cluster import ClusterPolicy, close_pools
+
+    configure(prefix=counters_prefix, pg_dsn=None, pg_timeout_s=0.3)
+    policy = ClusterPolicy("postgresql://postgres@10.255.255.1:5432/none")
+    wins = windows(0, minute=1)
+    try:
+        with pytest.raises(Exception) as first:
+            await policy.hit(EMPTY_UUID, EMPTY_UUID, "x", wins, 0)
+        started = time.monotonic()
+        with pytest.raises(Exception) as second:
+            await policy.hit(EMPTY_UUID, EMPTY_UUID, "x", wins, 0)
+        assert time.monotonic() - started < 0.05
+        assert second.value is first.value
+    finally:
+        await close_pools()

@@ -46,14 +46,21 @@ class _Rejected(Exception):  # noqa: N818 - rolls the transaction back
     pass
 
 
+# After PostgreSQL could not be reached, requests fail fast for this long instead of each one
+# waiting for its own connect timeout (fault_tolerant then decides what the client sees).
+_RETRY_CONNECT_AFTER_S = 1.0
+
+
 class _PoolEntry:
-    __slots__ = ("pool", "lock", "last_cleanup", "task")
+    __slots__ = ("pool", "lock", "last_cleanup", "task", "down_until", "down_error")
 
     def __init__(self) -> None:
         self.pool: asyncpg.Pool | None = None
         self.lock = asyncio.Lock()
         self.last_cleanup = time.monotonic()
         self.task: asyncio.Task[Any] | None = None
+        self.down_until = 0.0
+        self.down_error: Exception | None = None
 
 
 # Pools are per event loop (a pool cannot be shared across loops) and per DSN.
@@ -68,7 +75,15 @@ async def _pool(dsn: str) -> _PoolEntry:
     if entry.pool is None:
         async with entry.lock:
             if entry.pool is None:
-                entry.pool = await asyncpg.create_pool(dsn, min_size=1, max_size=10)
+                if time.monotonic() < entry.down_until and entry.down_error is not None:
+                    raise entry.down_error
+                timeout = runtime.pg_timeout_s
+                try:
+                    entry.pool = await asyncpg.create_pool(
+                        dsn, min_size=1, max_size=10, timeout=timeout, command_timeout=timeout)
+                except Exception as e:
+                    entry.down_until, entry.down_error = time.monotonic() + _RETRY_CONNECT_AFTER_S, e
+                    raise
     return entry
 
 
