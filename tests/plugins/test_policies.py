@@ -16,22 +16,13 @@ from typing import Any
 import asyncpg
 import pytest
 import redis
+from plugin_support import needs_redis
 
 from servegate.plugins.ratelimit import EMPTY_UUID, Window
 from servegate.plugins.ratelimit.windows import window_start
 
 FORK = mp.get_context("fork")
 REDIS_CONF = {"host": "127.0.0.1", "port": 6379, "database": 0, "timeout": 2000}
-
-
-def redis_up() -> bool:
-    try:
-        return bool(redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=0.5).ping())
-    except Exception:
-        return False
-
-
-needs_redis = pytest.mark.skipif(not redis_up(), reason="Redis not reachable at 127.0.0.1:6379")
 
 
 def windows(now: int, **limits: float) -> list[Window]:

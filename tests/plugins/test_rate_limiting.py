@@ -7,7 +7,7 @@ import calendar
 from typing import Any
 
 import pytest
-from plugin_support import index, new_id, plugin_row, run_access
+from plugin_support import index, needs_redis, new_id, plugin_row, run_access
 
 from servegate.plugins import Context, Exit, rate_limiting
 from servegate.plugins.rate_limiting import RateLimitConf, identifier
@@ -197,3 +197,42 @@ async def test_fault_tolerant(clock: list[float], policy: str, counters_prefix: 
 async def test_cluster_without_postgres_uses_node_counters(clock: list[float]) -> None:
     plan = plan_for({"minute": 2, "policy": "cluster"})
     assert [(await call(plan))[0] for _ in range(3)] == [200, 200, 429]
+
+
+async def _three_requests(plan: Plan) -> list[tuple[int, str]]:
+    out = []
+    for _ in range(3):
+        status, h = await call(plan)
+        out.append((status, h["X-RateLimit-Remaining-Minute"]))
+    return out
+
+
+@needs_redis
+async def test_redis_policy_through_the_plugin(clock: list[float]) -> None:
+    import redis
+
+    from servegate.plugins.ratelimit.redis_policy import close_clients
+
+    route = new_id()
+    plan = plan_for({"minute": 2, "policy": "redis", "redis": {"host": "127.0.0.1", "port": 6379}}, route=route)
+    try:
+        assert await _three_requests(plan) == [(200, "1"), (200, "0"), (429, "0")]
+    finally:
+        await close_clients()
+        r = redis.Redis(host="127.0.0.1", port=6379)
+        keys = list(r.scan_iter(f"ratelimit:{route}:*"))
+        assert len(keys) == 1
+        r.delete(*keys)
+
+
+async def test_cluster_policy_through_the_plugin(clock: list[float], metrics_db: str,
+                                                 counters_prefix: str) -> None:
+    from servegate.plugins.ratelimit import configure
+    from servegate.plugins.ratelimit.cluster import close_pools
+
+    configure(prefix=counters_prefix, pg_dsn=metrics_db)
+    try:
+        assert await _three_requests(plan_for({"minute": 2, "policy": "cluster"})) == [
+            (200, "1"), (200, "0"), (429, "0")]
+    finally:
+        await close_pools()
