@@ -127,3 +127,37 @@ def test_rate_limiting_field_messages(config: dict[str, Any], path: tuple[str, .
     for p in path:
         err = err[p]
     assert err == message
+
+
+LEGACY = {
+    "minute": 100, "policy": "redis", "redis_host": "custom-host.example.test", "redis_port": 55000,
+    "redis_username": "test1", "redis_password": "testX", "redis_database": 1, "redis_timeout": 1100,
+    "redis_ssl": True, "redis_ssl_verify": True, "redis_server_name": "example.test",
+}
+
+
+def assert_redis_config_same(expected: dict[str, Any], got: dict[str, Any]) -> None:
+    for name in ("host", "port", "username", "password", "database", "timeout", "ssl", "ssl_verify",
+                 "server_name"):
+        assert got["redis"][name] == expected[f"redis_{name}"], name
+        assert got[f"redis_{name}"] == expected[f"redis_{name}"], name
+
+
+def test_rate_limiting_deprecated_redis_fields_round_trip() -> None:
+    """06-shorthand_fields_spec: legacy fields land in `redis`, and are echoed on output (POST, PATCH)."""
+    from servegate.schema.output import to_output
+
+    row = process_input(PLUGINS, {"name": "rate-limiting", "config": dict(LEGACY)}, op="insert")
+    assert_redis_config_same(LEGACY, to_output(PLUGINS, row)["config"])
+    patched = process_input(PLUGINS, {"config": {"redis_host": "testhost"}}, op="update", existing=row)
+    assert_redis_config_same({**LEGACY, "redis_host": "testhost"}, to_output(PLUGINS, patched)["config"])
+
+
+def test_rate_limiting_legacy_fields_reach_the_policy() -> None:
+    from servegate.plugins.rate_limiting import RateLimitConf
+    from servegate.plugins.ratelimit.redis_policy import RedisPolicy
+
+    row = process_input(PLUGINS, {"name": "rate-limiting", "config": dict(LEGACY)}, op="insert")
+    policy = RateLimitConf(row).policy
+    assert isinstance(policy, RedisPolicy)
+    assert policy._conf["host"] == "custom-host.example.test" and policy._conf["port"] == 55000
