@@ -8,9 +8,9 @@ import subprocess
 import sys
 
 import pytest
-from helpers import Servegate
 
-from conftest import create_pg_database, drop_pg_database
+from helpers import Servegate
+from support import create_pg_database, drop_pg_database
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:

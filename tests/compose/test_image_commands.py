@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 from compose_file import env_dict, load_compose, read_env_file
 
-from conftest import free_port
+from support import free_port
 from helpers import Servegate
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from helpers import Servegate
 
-from conftest import create_pg_database, drop_pg_database, free_port
+from helpers import Servegate
+from support import create_pg_database, drop_pg_database, free_port
 
 FAKE = Path(__file__).resolve().parents[2] / "tests" / "proxy" / "fake_openai.py"
 

@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import Servegate
 
-from conftest import free_port
+from helpers import Servegate
+from support import free_port
 
 KEY = "e2e-admin-key-0123456789"
 ROOT = Path(__file__).resolve().parents[2]

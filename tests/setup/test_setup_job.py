@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from conftest import create_pg_database, drop_pg_database, free_port
+from support import create_pg_database, drop_pg_database, free_port
 from helpers import Servegate
 
 KEY_A = "setup-test-key-aaaaaaaaaaaaaaaa"
