@@ -211,3 +211,36 @@ def test_large_body_streamed_without_buffering(simple: tuple[Backend, Proxy]) ->
     assert r.status_code == 200 and r.json() == {"bytes": size}
     peak.append(rss_kb(proxy.p.pid))
     assert max(peak) - start < 20 * 1024, (start, peak)
+
+
+def test_trusted_peer_forwarded_headers(backend: Backend, start_proxy) -> None:
+    svc = service(backend.port)
+    proxy = start_proxy({"services": [svc], "routes": [route(svc)]}, trusted_ips="127.0.0.1/32")
+    r, seen = echo(proxy, headers={"X-Forwarded-Proto": "https", "X-Forwarded-Host": "api.example",
+                                   "X-Forwarded-Port": "443", "X-Real-IP": "203.0.113.7"})
+    assert hdr(seen, "x-forwarded-proto") == ["https"]
+    assert hdr(seen, "x-forwarded-host") == ["api.example"]
+    assert hdr(seen, "x-forwarded-port") == ["443"]
+    assert hdr(seen, "x-real-ip") == ["203.0.113.7"]
+    assert hdr(seen, "x-forwarded-for") == ["203.0.113.7"]
+
+
+def test_error_body_type_defaults(start_proxy) -> None:
+    with socket.socket() as dead:
+        dead.bind(("127.0.0.1", 0))
+        svc = service(dead.getsockname()[1], retries=0)
+        proxy = start_proxy({"services": [svc], "routes": [route(svc, paths=["/up"])]})
+
+        def raw(req: bytes) -> bytes:
+            with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
+                s.sendall(req)
+                return read_response(s)
+
+        # Kong's own errors (router): JSON when the client states no Accept
+        resp = raw(b"GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert b"Content-Type: application/json; charset=utf-8" in resp and b'"message":"no Route' in resp
+        # nginx-style errors (502): Accept, else request Content-Type, else error_default_type (text/plain)
+        resp = raw(b"GET /up HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert resp.startswith(b"HTTP/1.1 502") and b"Content-Type: text/plain; charset=utf-8" in resp
+        resp = raw(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+        assert resp.startswith(b"HTTP/1.1 502") and b"Content-Type: application/json; charset=utf-8" in resp

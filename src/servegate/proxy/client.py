@@ -37,7 +37,8 @@ class ClientProtocol(asyncio.Protocol):
     __slots__ = (
         "server", "transport", "parser", "peer", "peer_b", "trusted", "scheme", "port", "port_b", "queue",
         "parsing", "url", "url_len", "headers", "head_size", "in_head", "head_start", "head_bytes",
-        "pause_bits", "write_paused", "closing", "idle_since", "abort_after", "max_headers", "served",
+        "pause_bits", "write_paused", "closing", "idle_since", "abort_after", "max_headers", "served", "feeding",
+        "to_flush",
     )
 
     def __init__(self, server: ProxyServer, scheme: bytes, port: int) -> None:
@@ -66,6 +67,8 @@ class ClientProtocol(asyncio.Protocol):
         self.abort_after = False
         self.max_headers = server.max_header_bytes
         self.served = False
+        self.feeding = False
+        self.to_flush: Exchange | None = None
 
     # -- asyncio.Protocol ------------------------------------------------------------------------------------
     def connection_made(self, transport: Any) -> None:
@@ -122,6 +125,7 @@ class ClientProtocol(asyncio.Protocol):
             if self.head_bytes > self.max_headers + MAX_URL + 1024:
                 self._reject(400, errors.HEADER_TOO_LARGE)
                 return
+        self.feeding = True
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -139,6 +143,12 @@ class ClientProtocol(asyncio.Protocol):
                 raise
         except httptools.HttpParserError:
             self._reject(400)
+        finally:
+            self.feeding = False
+            ex = self.to_flush
+            if ex is not None:
+                self.to_flush = None
+                ex.uncork()
 
     # -- parser callbacks ------------------------------------------------------------------------------------
     def on_message_begin(self) -> None:

@@ -67,7 +67,7 @@ class Exchange:
         "connect_fut", "connect_started", "connect_timeout", "read_timeout", "write_timeout", "head",
         "status", "bytes_sent", "decode_body", "close_after", "is_head", "plan", "ctx", "host",
         "te_trailers", "close_delimited", "resp_started", "replay_size", "norm_path", "body_copy",
-        "body_waiter", "body_override",
+        "body_waiter", "body_override", "corked", "client_ip",
     )
 
     def __init__(self, conn: ClientProtocol, method: bytes, url: bytes, headers: list[tuple[bytes, bytes, bytes]],
@@ -88,7 +88,12 @@ class Exchange:
         self.expect = False
         self.te_trailers = False
         self.host: bytes | None = None
+        self.client_ip = conn.peer_b
+        real_ip = conn.server.real_ip_header if conn.trusted else None
         for lname, _, value in headers:
+            if lname == real_ip:
+                # realip: a trusted peer tells who the client is (last hop of a list)
+                self.client_ip = value.rsplit(b",", 1)[-1].strip() or self.client_ip
             if lname == b"host":
                 self.host = value
             elif lname == b"transfer-encoding":
@@ -129,6 +134,8 @@ class Exchange:
         self.body_copy: list[bytes] | None = None
         self.body_waiter: Any = None
         self.body_override: bytes | None = None
+        # While the client's read is still being parsed, upstream writes are collected and sent as one.
+        self.corked = False
 
     # -- start: route, plugins ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -155,18 +162,18 @@ class Exchange:
         self.path = raw_path.decode("utf-8", "surrogateescape")
         snapshot = server.holder.current
         if snapshot is None:
-            self.fail(503, errors.NO_SERVICE)
+            self.fail(503, errors.NO_SERVICE, by_kong=True)
             return
         host = self.host.decode("latin-1") if self.host is not None else None
         self.norm_path = normalize(self.path)
         match = snapshot.router.match(self.method.decode("latin-1"), host, self.norm_path,
                                       HeaderView(self.headers), conn.port)
         if match is None:
-            self.fail(404, errors.NO_ROUTE)
+            self.fail(404, errors.NO_ROUTE, by_kong=True)
             return
         service = match.service
         if service is None:
-            self.fail(503, errors.NO_SERVICE)
+            self.fail(503, errors.NO_SERVICE, by_kong=True)
             return
         self.match = match
         self.service = service
@@ -220,7 +227,7 @@ class Exchange:
         prefix = match.prefix
         self.head = upstream_head(
             self.method, target, host, self.headers,
-            client_ip=conn.peer_b, trusted=conn.trusted, scheme=conn.scheme, fwd_host=fhost,
+            client_ip=self.client_ip, trusted=conn.trusted, scheme=conn.scheme, fwd_host=fhost,
             fwd_port=conn.port_b, fwd_path=self.path.encode("utf-8", "surrogateescape"),
             fwd_prefix=prefix.encode("utf-8", "surrogateescape") if route.get("strip_path") and prefix != "/" else None,
             request_id=self.request_id, framing=framing, client_te_trailers=self.te_trailers,
@@ -287,17 +294,30 @@ class Exchange:
             self.upstream_lost(up)
             return
         conn = self.conn
-        if self.pending:
+        if self.pending_size > PENDING_LIMIT:
+            conn.resume_reading_for(2)
+        self.pending_size = 0
+        if conn.feeding:
+            # Called from inside the client's parser: the body of this same read follows; send both at once.
+            self.pending.insert(0, self.head)
+            self.corked = True
+            conn.to_flush = self
+        elif self.pending:
             data = self.head + b"".join(self.pending)
             self.pending = []
-            if self.pending_size > PENDING_LIMIT:
-                conn.resume_reading_for(2)
-            self.pending_size = 0
+            up.transport.write(data)
         else:
-            data = self.head
-        up.transport.write(data)
+            up.transport.write(self.head)
         if conn.write_paused:
             up.transport.pause_reading()
+
+    def uncork(self) -> None:
+        self.corked = False
+        up = self.up
+        if up is not None and self.pending and self.state != DONE:
+            data = b"".join(self.pending)
+            self.pending = []
+            up.transport.write(data)
 
     # -- request body --------------------------------------------------------------------------------------
     def request_body(self, data: bytes) -> None:
@@ -318,7 +338,7 @@ class Exchange:
             if self.replay_size > REPLAY_LIMIT:
                 self.replay = None
         up = self.up
-        if up is not None:
+        if up is not None and not self.corked:
             up.last_read = monotonic()
             up.transport.write(data)
         else:
@@ -346,7 +366,7 @@ class Exchange:
     def request_body_raw(self, data: bytes) -> None:
         if self.replay is not None:
             self.replay.append(data)
-        if self.up is not None:
+        if self.up is not None and not self.corked:
             self.up.transport.write(data)
         else:
             self.pending.append(data)
@@ -464,8 +484,13 @@ class Exchange:
             self.fail(504)
 
     # -- endings -------------------------------------------------------------------------------------------
-    def fail(self, status: int, message: str | None = None, headers: list[tuple[str, str]] | None = None) -> None:
-        """Answer with a gateway-generated response (Kong error body negotiated from Accept)."""
+    def fail(self, status: int, message: str | None = None, headers: list[tuple[str, str]] | None = None,
+             *, by_kong: bool = False) -> None:
+        """Answer with a gateway-generated response.
+
+        `by_kong`: Kong's own kong.response.error (router, plugins): body type from Accept, else JSON. Otherwise
+        nginx error pages: Accept, else the request Content-Type, else `error_default_type`.
+        """
         if self.state == DONE:
             return
         up = self.up
@@ -480,8 +505,11 @@ class Exchange:
         settings = self.conn.server.settings
         if not self.req_done:
             self.close_after = True  # the rest of the body would be read as the next request
-        ctype = errors.negotiate(self._str_header(b"accept"), self._str_header(b"content-type"),
-                                 getattr(settings, "error_default_type", None))
+        if by_kong:
+            ctype = errors.negotiate(self._str_header(b"accept"))
+        else:
+            ctype = errors.negotiate(self._str_header(b"accept"), self._str_header(b"content-type"),
+                                     getattr(settings, "error_default_type", None))
         if headers is None and self.ctx is not None and self.ctx.response_headers:
             headers = list(self.ctx.response_headers)
         body = errors.render(ctype, message or errors.message_for(status), self.rid)
@@ -536,7 +564,8 @@ class Exchange:
             phases.run_log(self)
         log = server.access_log
         if log.enabled:
-            log.write(conn.peer, self.method.decode("latin-1"), self.url.decode("latin-1"), self.status,
+            log.write(self.client_ip.decode("latin-1"), self.method.decode("latin-1"), self.url.decode("latin-1"),
+                      self.status,
                       self.bytes_sent, int((now - self.t_start) * 1000),
                       int((self.t_head - self.t_connect) * 1000) if self.t_head else None, self.rid)
         conn.exchange_done(self)

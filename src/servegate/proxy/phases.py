@@ -37,7 +37,8 @@ def run_access(ex: Exchange, plugins: Any, snapshot: Any) -> bool:
     ex.body_copy = []
     raw_query = ex.query[1:].decode("latin-1") if ex.query else ""
     ctx = Context(
-        ex.method.decode("latin-1"), ex.norm_path, raw_query, HeaderView(ex.headers).as_dict(), ex.conn.peer,
+        ex.method.decode("latin-1"), ex.norm_path, raw_query, HeaderView(ex.headers).as_dict(),
+        ex.client_ip.decode("latin-1"),
         scheme=ex.conn.scheme.decode(), route=route, service=service, request_id=ex.rid,
         read_body=lambda: read_body(ex),
     )
@@ -73,7 +74,7 @@ def _exit(ex: Exchange, ctx: Context, e: Exit) -> None:
         headers = list(ctx.response_headers) + headers
     ctx.response_status = e.status
     ex.body_copy = None
-    ex.fail(e.status, e.message, headers or None)
+    ex.fail(e.status, e.message, headers or None, by_kong=True)
 
 
 def _continue(ex: Exchange, ctx: Context) -> None:

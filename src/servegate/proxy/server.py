@@ -28,6 +28,7 @@ class ProxyServer:
         self.keepalive_timeout = float(getattr(settings, "keepalive_timeout_s", 75))
         self.max_header_bytes = int(getattr(settings, "client_max_header_bytes", 32768) or 32768)
         self.trusted_ips = TrustedIps(getattr(settings, "trusted_ips", None))
+        self.real_ip_header = (getattr(settings, "real_ip_header", None) or "X-Real-IP").lower().encode()
         self.pool = UpstreamPool(
             int(getattr(settings, "upstream_keepalive_pool_size", 512)),
             float(getattr(settings, "upstream_keepalive_idle_timeout_s", 60)),
