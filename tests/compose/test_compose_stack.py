@@ -129,6 +129,7 @@ def test_hardening_and_restart(services: dict[str, Any]) -> None:
     for name, svc in services.items():
         assert "no-new-privileges:true" in svc.get("security_opt", []), name
     assert services["kong"]["extra_hosts"] == ["host.docker.internal:host-gateway"]
+    assert services["kong"]["init"] is True
     assert services["kong"]["restart"] == "unless-stopped"
     assert services["postgres"]["restart"] == "unless-stopped"
     assert services["kong-setup"]["restart"] == "no"
