@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 import pytest
 from compose_file import env_dict, load_compose, read_env_file
 
-from support import free_port
 from helpers import Servegate
+from support import free_port
 
 
 @pytest.fixture(scope="module")

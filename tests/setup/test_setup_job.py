@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from support import create_pg_database, drop_pg_database, free_port
 from helpers import Servegate
+from support import create_pg_database, drop_pg_database, free_port
 
 KEY_A = "setup-test-key-aaaaaaaaaaaaaaaa"
 KEY_B = "setup-test-key-bbbbbbbbbbbbbbbb"
