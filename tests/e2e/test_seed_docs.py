@@ -101,7 +101,7 @@ def sh(cmd: str, *, status: bool = True) -> tuple[int | None, str]:
 
 
 def status_line(output: str) -> int:
-    return int(output.split("\r\n", 1)[0].split()[1])
+    return int(output.split("\n", 1)[0].split()[1])
 
 
 # ---- README -------------------------------------------------------------------------------------------------
@@ -135,7 +135,7 @@ def test_readme_admin_api_needs_key(stack):
     _, out = sh('curl -i http://localhost:8000/admin-api/services \\\n  -H "apikey: changeme-admin-key-secret"',
                 status=False)
     assert status_line(out) == 200
-    names = {s["name"] for s in json.loads(out.split("\r\n\r\n", 1)[1])["data"]}
+    names = {s["name"] for s in json.loads(out.split("\n\n", 1)[1])["data"]}
     assert {"vllm-service", "sglang-service", "admin-api-service"} <= names
 
 
