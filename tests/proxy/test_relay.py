@@ -244,3 +244,37 @@ def test_error_body_type_defaults(start_proxy) -> None:
         assert resp.startswith(b"HTTP/1.1 502") and b"Content-Type: text/plain; charset=utf-8" in resp
         resp = raw(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
         assert resp.startswith(b"HTTP/1.1 502") and b"Content-Type: application/json; charset=utf-8" in resp
+
+
+def test_error_before_body_keeps_connection(backend: Backend, start_proxy) -> None:
+    """A 404 answered before the request body was read: the body is dropped, the connection stays usable."""
+    svc = service(backend.port)
+    proxy = start_proxy({"services": [svc], "routes": [route(svc, paths=["/v1"], strip_path=False)]})
+    body = b"x" * 5000
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
+        s.sendall(b"POST /nothing HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body))
+        first = read_response(s)
+        assert first.startswith(b"HTTP/1.1 404") and b"Connection: keep-alive" in first
+        s.sendall(body[:100])
+        time.sleep(0.05)
+        s.sendall(body[100:] + b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n")
+        second = read_response(s)
+        assert second.startswith(b"HTTP/1.1 200") and b"fake-model" in second
+    # with Expect: 100-continue the client may never send the body: close instead
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
+        s.sendall(b"POST /nothing HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        resp = read_response(s)
+        assert resp.startswith(b"HTTP/1.1 404") and b"Connection: close" in resp
+        assert s.recv(100) == b""
+
+
+def test_pooled_upstream_with_big_body_in_first_read(simple: tuple[Backend, Proxy]) -> None:
+    """Head and a large body arriving in one read on a pooled upstream connection (one coalesced write)."""
+    _, proxy = simple
+    assert requests.get(proxy.url + "/v1/models", timeout=5).status_code == 200  # warm the pool
+    body = b"y" * (3 * 1024 * 1024)
+    for _ in range(2):
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as s:
+            s.sendall(b"POST /__upload HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+            resp = read_response(s, 10)
+        assert resp.startswith(b"HTTP/1.1 200") and resp.endswith(b'{"bytes": %d}' % len(body))

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 NEW, ACCESS, CONNECTING, SENT, STREAMING, DONE = range(6)
 REPLAY_LIMIT = 64 * 1024
 MAX_PLUGIN_BODY = 16 * 1024 * 1024
+# A request answered before its body was read keeps its connection if at most this much body is left to drop.
+DISCARD_LIMIT = 1024 * 1024
 PENDING_LIMIT = 64 * 1024
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _LAST_CHUNK = b"0\r\n\r\n"
@@ -338,9 +340,12 @@ class Exchange:
             if self.replay_size > REPLAY_LIMIT:
                 self.replay = None
         up = self.up
-        if up is not None and not self.corked:
-            up.last_read = monotonic()
-            up.transport.write(data)
+        if up is not None:
+            if self.corked:
+                self.pending.append(data)  # flushed at the end of this client read
+            else:
+                up.last_read = monotonic()
+                up.transport.write(data)
         else:
             self.pending.append(data)
             old = self.pending_size
@@ -503,8 +508,9 @@ class Exchange:
             self.connect_fut = None
         self.status = status
         settings = self.conn.server.settings
-        if not self.req_done:
-            self.close_after = True  # the rest of the body would be read as the next request
+        if not self.req_done and not self._body_discardable():
+            # The rest of the body will not be read: the connection cannot carry another request.
+            self.close_after = True
         if by_kong:
             ctype = errors.negotiate(self._str_header(b"accept"))
         else:
@@ -522,6 +528,15 @@ class Exchange:
         if t is not None:
             t.write(data)
         self.finish()
+
+    def _body_discardable(self) -> bool:
+        """Whether the unread rest of the request body is small enough to read and drop (keep-alive kept)."""
+        if self.expect or self.chunked:
+            return False  # the client may wait for 100-continue, or the size is unknown
+        try:
+            return int(self._header(b"content-length") or 0) <= DISCARD_LIMIT
+        except ValueError:
+            return False
 
     def _str_header(self, lname: bytes) -> str | None:
         for n, _, v in self.headers:
@@ -552,6 +567,9 @@ class Exchange:
         self.state = DONE
         self.pending = []
         self.replay = None
+        if self.pending_size > PENDING_LIMIT:
+            self.conn.resume_reading_for(2)  # a body still to be drained must be read
+        self.pending_size = 0
         if self.body_waiter is not None:
             self.body_waiter.cancel()
             self.body_waiter = None
