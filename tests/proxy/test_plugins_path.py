@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
 import requests
@@ -22,7 +23,7 @@ def test_key_auth_through_proxy(backend: Backend, start_proxy) -> None:
                 "updated_at": 0}
     cred = {"id": str(uuid.uuid4()), "key": "k-123", "consumer": {"id": consumer["id"]}, "tags": None,
             "created_at": 0, "ttl": None}
-    conf = {"key_names": ["apikey"], "hide_credentials": True, "anonymous": None, "key_in_header": True,
+    conf = {"key_names": ["apikey", "token"], "hide_credentials": True, "anonymous": None, "key_in_header": True,
             "key_in_query": True, "key_in_body": True, "run_on_preflight": True, "realm": None}
     proxy = start_proxy({"services": [svc], "routes": [rt], "consumers": [consumer],
                          "keyauth_credentials": [cred],
@@ -45,5 +46,9 @@ def test_key_auth_through_proxy(backend: Backend, start_proxy) -> None:
     r = requests.post(proxy.url + "/__echo", json={"apikey": "k-123", "q": 1}, timeout=5)
     assert r.status_code == 200
     assert json.loads(r.json()["body"]) == {"q": 1}
+    r = requests.get(proxy.url + "/__echo?token=k-123", timeout=5)
+    assert r.status_code == 200
+    time.sleep(0.3)  # the access log is flushed by the 100 ms sweep
     out = proxy.output()
+    assert "/__echo?token=REDACTED" in out
     assert "k-123" not in out

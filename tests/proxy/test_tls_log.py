@@ -37,6 +37,19 @@ def test_tls_listener_with_generated_cert(backend: Backend, start_proxy, tmp_pat
     assert cert.read_bytes() == before
 
 
+def test_https_upstream(backend: Backend, start_proxy) -> None:
+    """A service with protocol https: the relay speaks TLS upstream (here to a second proxy's TLS listener)."""
+    svc = service(backend.port)
+    edge = start_proxy({"services": [svc], "routes": [route(svc)]}, proxy_listen="127.0.0.1:0 ssl")
+    tls_svc = service(edge.port, protocol="https")
+    front = start_proxy({"services": [tls_svc], "routes": [route(tls_svc)]})
+    r = requests.get(front.url + "/__echo", timeout=5)
+    assert r.status_code == 200
+    assert r.headers["Via"].count("servegate") == 2
+    seen = {k.lower(): v for k, v in r.json()["headers"]}
+    assert seen["x-forwarded-proto"] == "https"  # as seen by the TLS-terminating edge
+
+
 def test_access_log_line_without_secrets(simple) -> None:
     _, proxy = simple
     r = requests.get(proxy.url + "/v1/models?apikey=sekrit-123&x=1", headers={"apikey": "hdr-secret-9"},

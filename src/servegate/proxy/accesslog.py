@@ -15,7 +15,19 @@ REDACT_QUERY_ARGS = {"apikey", "api_key", "api-key", "key"}
 _FLUSH_AT = 64 * 1024
 
 
-def redact_target(target: str) -> str:
+def key_names_of(snapshot: object) -> frozenset[str]:
+    """Query argument names configured as API key names (key-auth `key_names`) in a snapshot."""
+    names = set(REDACT_QUERY_ARGS)
+    rows = getattr(snapshot, "rows", None)
+    for row in (rows.get("plugins") or ()) if rows is not None else ():
+        conf = row.get("config") or {}
+        for n in conf.get("key_names") or ():
+            if isinstance(n, str):
+                names.add(n.lower())
+    return frozenset(names)
+
+
+def redact_target(target: str, names: frozenset[str] | set[str] = frozenset(REDACT_QUERY_ARGS)) -> str:
     path, sep, query = target.partition("?")
     if not sep or not query:
         return target
@@ -23,7 +35,7 @@ def redact_target(target: str) -> str:
     changed = False
     for i, part in enumerate(parts):
         name, eq, _ = part.partition("=")
-        if eq and name.lower() in REDACT_QUERY_ARGS:
+        if eq and name.lower() in names:
             parts[i] = name + "=REDACTED"
             changed = True
     return path + "?" + "&".join(parts) if changed else target
@@ -46,6 +58,15 @@ class AccessLog:
         self._size = 0
         self._sec = 0
         self._stamp = ""
+        self._names_for: object = None
+        self._names: frozenset[str] = frozenset(REDACT_QUERY_ARGS)
+
+    def names_for(self, snapshot: object) -> frozenset[str]:
+        """Names to redact for this snapshot (recomputed only when the snapshot object changes)."""
+        if snapshot is not self._names_for:
+            self._names_for = snapshot
+            self._names = key_names_of(snapshot)
+        return self._names
 
     def _timestamp(self) -> str:
         now = int(time.time())
@@ -55,9 +76,11 @@ class AccessLog:
         return self._stamp
 
     def write(self, client: str, method: str, target: str, status: int, nbytes: int, total_ms: int,
-              upstream_ms: int | None, request_id: str) -> None:
+              upstream_ms: int | None, request_id: str, snapshot: object = None) -> None:
+        if "?" in target:
+            target = redact_target(target, self.names_for(snapshot))
         line = (
-            f'{client} - - [{self._timestamp()}] "{method} {redact_target(target)} HTTP/1.1" {status} {nbytes} '
+            f'{client} - - [{self._timestamp()}] "{method} {target} HTTP/1.1" {status} {nbytes} '
             f'{total_ms} {"-" if upstream_ms is None else upstream_ms} {request_id}\n'
         )
         self._buf.append(line)

@@ -585,6 +585,7 @@ class Exchange:
             log.write(self.client_ip.decode("latin-1"), self.method.decode("latin-1"), self.url.decode("latin-1"),
                       self.status,
                       self.bytes_sent, int((now - self.t_start) * 1000),
-                      int((self.t_head - self.t_connect) * 1000) if self.t_head else None, self.rid)
+                      int((self.t_head - self.t_connect) * 1000) if self.t_head else None, self.rid,
+                      server.holder.current)
         conn.exchange_done(self)
 
