@@ -228,3 +228,48 @@ def test_reused_connection_lost_before_response_is_replayed(start_proxy) -> None
         assert len(conns) == 3
     finally:
         lsock.close()
+
+
+def test_write_timeout_504_when_upstream_stops_reading(start_proxy) -> None:
+    lsock = socket.socket()
+    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(4)
+    held = []
+
+    def serve() -> None:  # accepts, never reads
+        while True:
+            try:
+                c, _ = lsock.accept()
+            except OSError:
+                return
+            held.append(c)
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        svc = service(lsock.getsockname()[1], write_timeout=300, retries=0)
+        proxy = start_proxy({"services": [svc], "routes": [route(svc)]})
+        size = 64 * 1024 * 1024
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=3) as s:
+            t0 = time.monotonic()
+            try:
+                s.sendall(b"PUT /x HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % size)
+                piece = b"z" * (1024 * 1024)
+                for _ in range(64):
+                    s.sendall(piece)
+            except OSError:
+                pass  # the proxy stopped reading, then answered and closed
+            s.settimeout(5)
+            resp = b""
+            try:
+                while chunk := s.recv(65536):
+                    resp += chunk
+            except OSError:
+                pass
+            took = time.monotonic() - t0
+        assert resp.startswith(b"HTTP/1.1 504"), resp[:200]
+        assert took < 4
+    finally:
+        for c in held:
+            c.close()
+        lsock.close()
