@@ -81,3 +81,40 @@ def test_access_log_off_and_file(backend: Backend, start_proxy, tmp_path: Path) 
     requests.get(quiet.url + "/v1/models", timeout=5)
     time.sleep(0.3)
     assert "/v1/models" not in quiet.output()
+
+
+def _tls_get(port: int, path: str, sni: str | None) -> bytes:
+    import socket
+
+    from proxy_support import read_response
+
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+            ctx.wrap_socket(raw, server_hostname=sni) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: api.test\r\n\r\n".encode())
+        return read_response(s)
+
+
+def test_https_only_route_and_sni(backend: Backend, start_proxy) -> None:
+    svc = service(backend.port)
+    proxy = start_proxy({"services": [svc], "routes": [
+        route(svc, paths=["/secure"], protocols=["https"], strip_path=False),
+        route(svc, paths=["/moved"], protocols=["https"], https_redirect_status_code=301, strip_path=False),
+        route(svc, paths=["/__echo"], protocols=["https"], snis=["api.test"], strip_path=False),
+    ]}, proxy_listen="127.0.0.1:0, 127.0.0.1:0 ssl")
+    plain, tls = (int(p) for p in proxy.ready_words)
+    r = requests.get(f"http://127.0.0.1:{plain}/secure", headers={"Accept": "application/json"}, timeout=5)
+    assert r.status_code == 426
+    assert r.json()["message"] == "Please use HTTPS protocol"
+    assert r.headers["Upgrade"] == "TLS/1.2, HTTP/1.1" and r.headers["Connection"] == "Upgrade"
+    r = requests.get(f"http://127.0.0.1:{plain}/moved/x?a=1", headers={"Host": "api.test"}, timeout=5,
+                     allow_redirects=False)
+    assert r.status_code == 301 and r.headers["Location"] == "https://api.test/moved/x?a=1"
+    # over TLS the same route is served
+    resp = _tls_get(tls, "/secure", "localhost")
+    assert resp.startswith(b"HTTP/1.1 404") and b'{"error":"not found"}' in resp  # the backend's own 404
+    # a route with snis matches only when the client sent that server name
+    assert _tls_get(tls, "/__echo", "api.test").startswith(b"HTTP/1.1 200")
+    assert b"no Route matched" in _tls_get(tls, "/__echo", "other.test")

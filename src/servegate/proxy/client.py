@@ -37,7 +37,7 @@ class ClientProtocol(asyncio.Protocol):
     __slots__ = (
         "server", "transport", "parser", "peer", "peer_b", "trusted", "scheme", "port", "port_b", "queue",
         "parsing", "url", "url_len", "headers", "head_size", "in_head", "head_start", "head_bytes",
-        "pause_bits", "write_paused", "closing", "idle_since", "abort_after", "max_headers", "served", "feeding",
+        "pause_bits", "write_paused", "closing", "idle_since", "abort_after", "max_headers", "served", "feeding", "sni",
         "to_flush",
     )
 
@@ -69,6 +69,7 @@ class ClientProtocol(asyncio.Protocol):
         self.served = False
         self.feeding = False
         self.to_flush: Exchange | None = None
+        self.sni: str | None = None  # None: plain HTTP connection
 
     # -- asyncio.Protocol ------------------------------------------------------------------------------------
     def connection_made(self, transport: Any) -> None:
@@ -78,6 +79,10 @@ class ClientProtocol(asyncio.Protocol):
             self.peer = peer[0]
             self.peer_b = self.peer.encode()
             self.trusted = self.peer in self.server.trusted_ips
+        if self.scheme == b"https":
+            from servegate.proxy.tls import client_sni
+
+            self.sni = client_sni(transport)
         self.server.conns.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:

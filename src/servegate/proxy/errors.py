@@ -127,7 +127,8 @@ def response_bytes(
     if ctype:
         lines.append(f"Content-Type: {ctype}\r\n")
     lines.append(f"Content-Length: {len(body)}\r\n")
-    lines.append("Connection: keep-alive\r\n" if keep_alive else "Connection: close\r\n")
+    if not (extra and any(n.lower() == "connection" for n, _ in extra)):
+        lines.append("Connection: keep-alive\r\n" if keep_alive else "Connection: close\r\n")
     if extra:
         for name, value in extra:
             lines.append(f"{name}: {value}\r\n")

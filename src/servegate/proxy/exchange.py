@@ -11,7 +11,7 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from servegate.proxy import errors
-from servegate.proxy.headers import downstream_head, upstream_head
+from servegate.proxy.headers import HeaderView, downstream_head, upstream_head
 from servegate.proxy.paths import escape, normalize
 from servegate.proxy.upstream import UpstreamProtocol
 
@@ -29,36 +29,6 @@ _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _LAST_CHUNK = b"0\r\n\r\n"
 # Like nginx, a request already sent is tried again after an upstream error only when it is idempotent.
 IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"))
-
-
-class HeaderView:
-    """Read-only `.get(lower_name)` over the raw header list; built into a dict only if someone asks."""
-
-    __slots__ = ("_raw", "_d")
-
-    def __init__(self, raw: list[tuple[bytes, bytes, bytes]]) -> None:
-        self._raw = raw
-        self._d: dict[str, Any] | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        d = self._d
-        if d is None:
-            d = {}
-            for lname, _, value in self._raw:
-                k = lname.decode("latin-1")
-                v = value.decode("latin-1")
-                old = d.get(k)
-                if old is None:
-                    d[k] = v
-                elif isinstance(old, list):
-                    old.append(v)
-                else:
-                    d[k] = [old, v]
-            self._d = d
-        return d
-
-    def get(self, name: str, default: Any = None) -> Any:
-        return self.as_dict().get(name, default)
 
 
 class Exchange:
@@ -169,9 +139,11 @@ class Exchange:
         host = self.host.decode("latin-1") if self.host is not None else None
         self.norm_path = normalize(self.path)
         match = snapshot.router.match(self.method.decode("latin-1"), host, self.norm_path,
-                                      HeaderView(self.headers), conn.port)
+                                      HeaderView(self.headers), conn.port, conn.sni)
         if match is None:
             self.fail(404, errors.NO_ROUTE, by_kong=True)
+            return
+        if not self._protocol_allowed(match.route):
             return
         service = match.service
         if service is None:
@@ -190,6 +162,40 @@ class Exchange:
             if phases.run_access(self, plugins, snapshot):
                 return  # finished (exit) or continuing asynchronously
         self.proceed()
+
+    def _protocol_allowed(self, route: dict[str, Any]) -> bool:
+        """A route serving only https, hit over plain http: 426, or a redirect (https_redirect_status_code)."""
+        protocols = route.get("protocols")
+        if not protocols or "http" in protocols or "https" not in protocols:
+            return True
+        scheme = self.conn.scheme
+        if self.conn.trusted:
+            fwd = self._header(b"x-forwarded-proto").lower()
+            if fwd:
+                scheme = fwd
+        if scheme == b"https":
+            return True
+        code = route.get("https_redirect_status_code") or 426
+        if code == 426:
+            self.fail(426, "Please use HTTPS protocol",
+                      [("Connection", "Upgrade"), ("Upgrade", "TLS/1.2, HTTP/1.1")], by_kong=True)
+        else:
+            host = (self.host or b"").decode("latin-1")
+            self.redirect(code, f"https://{host}{self.url.decode('latin-1')}")
+        return False
+
+    def redirect(self, status: int, location: str) -> None:
+        self.status = status
+        if not self.req_done and not self._body_discardable():
+            self.close_after = True
+        data = errors.response_bytes(status, b"", None, self.rid, int((monotonic() - self.t_start) * 1000),
+                                     keep_alive=self.keep_alive and not self.close_after,
+                                     extra=[("Location", location)])
+        self.bytes_sent += len(data)
+        t = self.conn.transport
+        if t is not None:
+            t.write(data)
+        self.finish()
 
     def proceed(self, set_headers: list[tuple[bytes, bytes]] | None = None,
                 cleared: frozenset[bytes] | None = None, query: bytes | None = None) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
+from typing import Any
 
 from servegate import SERVER_TOKEN
 
@@ -214,3 +215,33 @@ def _filter_listed(parts: list[bytes], listed: frozenset[bytes]) -> list[bytes]:
         if parts[i].lower() not in listed:
             kept += parts[i : i + 4]
     return kept
+
+
+class HeaderView:
+    """Read-only `.get(lower_name)` over the raw header list; built into a dict only if someone asks."""
+
+    __slots__ = ("_raw", "_d")
+
+    def __init__(self, raw: list[tuple[bytes, bytes, bytes]]) -> None:
+        self._raw = raw
+        self._d: dict[str, Any] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        d = self._d
+        if d is None:
+            d = {}
+            for lname, _, value in self._raw:
+                k = lname.decode("latin-1")
+                v = value.decode("latin-1")
+                old = d.get(k)
+                if old is None:
+                    d[k] = v
+                elif isinstance(old, list):
+                    old.append(v)
+                else:
+                    d[k] = [old, v]
+            self._d = d
+        return d
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.as_dict().get(name, default)

@@ -30,7 +30,8 @@ def run_access(ex: Exchange, plugins: Any, snapshot: Any) -> bool:
     plan = plugins.plan(route.get("id"), service.get("id") if service else None)
     if plan is None:
         return False
-    from servegate.proxy.exchange import ACCESS, HeaderView
+    from servegate.proxy.exchange import ACCESS
+    from servegate.proxy.headers import HeaderView
 
     ex.plan = plan
     ex.state = ACCESS

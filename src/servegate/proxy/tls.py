@@ -78,7 +78,22 @@ def server_ssl_context(settings: Any) -> ssl.SSLContext:
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(cert, key)
     ctx.set_alpn_protocols(["http/1.1"])
+    ctx.sni_callback = _remember_sni
     return ctx
+
+
+def _remember_sni(ssl_obj: Any, server_name: str | None, ctx: ssl.SSLContext) -> None:
+    # The server side of an SSLObject does not expose the client's SNI afterwards: keep it for routing.
+    try:
+        ssl_obj.servegate_sni = server_name or ""
+    except AttributeError:
+        pass
+
+
+def client_sni(transport: Any) -> str:
+    """The SNI a TLS client sent ("" when none)."""
+    obj = transport.get_extra_info("ssl_object")
+    return getattr(obj, "servegate_sni", "") if obj is not None else ""
 
 
 def upstream_ssl_context(verify: bool = False) -> ssl.SSLContext:
