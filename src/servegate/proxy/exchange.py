@@ -39,7 +39,7 @@ class Exchange:
         "connect_fut", "connect_started", "connect_timeout", "read_timeout", "write_timeout", "head",
         "status", "bytes_sent", "decode_body", "close_after", "is_head", "plan", "ctx", "host",
         "te_trailers", "close_delimited", "resp_started", "replay_size", "norm_path", "body_copy",
-        "body_waiter", "body_override", "corked", "client_ip",
+        "body_waiter", "body_override", "corked", "client_ip", "bad_request",
     )
 
     def __init__(self, conn: ClientProtocol, method: bytes, url: bytes, headers: list[tuple[bytes, bytes, bytes]],
@@ -60,6 +60,7 @@ class Exchange:
         self.expect = False
         self.te_trailers = False
         self.host: bytes | None = None
+        self.bad_request = False
         self.client_ip = conn.peer_b
         real_ip = conn.server.real_ip_header if conn.trusted else None
         for lname, _, value in headers:
@@ -67,6 +68,8 @@ class Exchange:
                 # realip: a trusted peer tells who the client is (last hop of a list)
                 self.client_ip = value.rsplit(b",", 1)[-1].strip() or self.client_ip
             if lname == b"host":
+                if self.host is not None:
+                    self.bad_request = True  # nginx: "client sent duplicate host header"
                 self.host = value
             elif lname == b"transfer-encoding":
                 self.chunked = True
@@ -128,6 +131,10 @@ class Exchange:
             else:
                 self.fail(400)
                 return
+        if self.bad_request or (self.host is None and self.http_minor == 1):
+            self.keep_alive = False
+            self.fail(400)
+            return
         if self.method in (b"TRACE", b"CONNECT"):
             self.fail(405)
             return

@@ -22,7 +22,7 @@ class ProxyServer:
         self.settings = settings
         self.holder = snapshot_holder
         self.conns: set[ClientProtocol] = set()
-        self.servers: list[asyncio.AbstractServer] = []
+        self.servers: list[asyncio.Server] = []
         self.stopping = False
         self.header_timeout = float(getattr(settings, "client_header_timeout_s", 60))
         self.keepalive_timeout = float(getattr(settings, "keepalive_timeout_s", 75))
@@ -56,7 +56,7 @@ class ProxyServer:
             scheme = b"https" if listen.ssl else b"http"
             sock = _bind(listen.host, listen.port, getattr(listen, "reuseport", True))
             port = sock.getsockname()[1]
-            server = await self.loop.create_server(
+            server: Any = await self.loop.create_server(
                 lambda scheme=scheme, port=port: ClientProtocol(self, scheme, port),
                 sock=sock, ssl=ctx, backlog=4096,
             )
