@@ -273,3 +273,47 @@ def test_write_timeout_504_when_upstream_stops_reading(start_proxy) -> None:
         for c in held:
             c.close()
         lsock.close()
+
+
+def test_early_upstream_answer_during_big_upload(start_proxy) -> None:
+    """The upstream answers and closes while the client is still uploading: the client gets the answer."""
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(4)
+
+    def serve() -> None:
+        c, _ = lsock.accept()
+        c.recv(65536)
+        time.sleep(0.2)  # let the proxy fill the upstream socket and pause the client
+        c.sendall(b"HTTP/1.1 413 Too Large\r\nContent-Length: 4\r\nConnection: close\r\n\r\nnope")
+        c.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        svc = service(lsock.getsockname()[1], retries=0)
+        proxy = start_proxy({"services": [svc], "routes": [route(svc)]})
+        size = 32 * 1024 * 1024
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
+            resp = b""
+            try:
+                s.sendall(b"PUT /x HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % size)
+                piece = b"z" * (1024 * 1024)
+                for _ in range(32):
+                    s.sendall(piece)
+                    s.setblocking(False)
+                    try:
+                        resp += s.recv(65536)
+                    except BlockingIOError:
+                        pass
+                    s.setblocking(True)
+                    s.settimeout(5)
+            except OSError:
+                pass
+            try:
+                while b"nope" not in resp and (chunk := s.recv(65536)):
+                    resp += chunk
+            except OSError:
+                pass
+        assert resp.startswith(b"HTTP/1.1 413") and resp.endswith(b"nope")
+    finally:
+        lsock.close()

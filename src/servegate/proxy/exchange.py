@@ -580,8 +580,10 @@ class Exchange:
         self.state = DONE
         self.pending = []
         self.replay = None
-        if self.pending_size > PENDING_LIMIT:
-            self.conn.resume_reading_for(2)  # a body still to be drained must be read
+        # Whatever this exchange paused (upstream backpressure, body buffer) no longer applies: a body still
+        # to be drained must be read.
+        if self.conn.pause_bits & 3:
+            self.conn.resume_reading_for(3)
         self.pending_size = 0
         if self.body_waiter is not None:
             self.body_waiter.cancel()
