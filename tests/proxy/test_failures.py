@@ -317,3 +317,11 @@ def test_early_upstream_answer_during_big_upload(start_proxy) -> None:
         assert resp.startswith(b"HTTP/1.1 413") and resp.endswith(b"nope")
     finally:
         lsock.close()
+
+
+def test_unresolvable_service_host_503(start_proxy) -> None:
+    svc = service(80, host="no-such-host.invalid")
+    proxy = start_proxy({"services": [svc], "routes": [route(svc)]})
+    r = requests.get(proxy.url + "/x", headers={"Accept": "application/json"}, timeout=20)
+    assert r.status_code == 503
+    assert r.json()["message"] == "name resolution failed"

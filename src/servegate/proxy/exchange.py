@@ -7,6 +7,7 @@ protocol's data_received; a task exists only while a new upstream connection is 
 from __future__ import annotations
 
 import os
+import socket
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
@@ -289,7 +290,10 @@ class Exchange:
             return
         self.connect_fut = None
         if exc is not None:
-            self.attempt_failed(timeout=isinstance(exc, TimeoutError))
+            if isinstance(exc, socket.gaierror):
+                self.fail(503, "name resolution failed", by_kong=True)
+            else:
+                self.attempt_failed(timeout=isinstance(exc, TimeoutError))
             return
         self.attach(fut.result()[1])
 
