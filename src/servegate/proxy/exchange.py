@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from servegate.proxy import errors
 from servegate.proxy.headers import HeaderView, downstream_head, upstream_head
 from servegate.proxy.paths import escape, normalize
+from servegate.proxy.protocols import https_allowed
 from servegate.proxy.upstream import UpstreamProtocol
 
 if TYPE_CHECKING:
@@ -151,7 +152,7 @@ class Exchange:
         if match is None:
             self.fail(404, errors.NO_ROUTE, by_kong=True)
             return
-        if not self._protocol_allowed(match.route):
+        if not https_allowed(self, match.route):
             return
         service = match.service
         if service is None:
@@ -170,27 +171,6 @@ class Exchange:
             if phases.run_access(self, plugins, snapshot):
                 return  # finished (exit) or continuing asynchronously
         self.proceed()
-
-    def _protocol_allowed(self, route: dict[str, Any]) -> bool:
-        """A route serving only https, hit over plain http: 426, or a redirect (https_redirect_status_code)."""
-        protocols = route.get("protocols")
-        if not protocols or "http" in protocols or "https" not in protocols:
-            return True
-        scheme = self.conn.scheme
-        if self.conn.trusted:
-            fwd = self._header(b"x-forwarded-proto").lower()
-            if fwd:
-                scheme = fwd
-        if scheme == b"https":
-            return True
-        code = route.get("https_redirect_status_code") or 426
-        if code == 426:
-            self.fail(426, "Please use HTTPS protocol",
-                      [("Connection", "Upgrade"), ("Upgrade", "TLS/1.2, HTTP/1.1")], by_kong=True)
-        else:
-            host = (self.host or b"").decode("latin-1")
-            self.redirect(code, f"https://{host}{self.url.decode('latin-1')}")
-        return False
 
     def redirect(self, status: int, location: str) -> None:
         self.status = status
@@ -230,7 +210,7 @@ class Exchange:
         if self.chunked:
             framing = b"Transfer-Encoding: chunked\r\n"
         elif self.has_body:
-            framing = b"Content-Length: " + (self.body_override or self._header(b"content-length")) + b"\r\n"
+            framing = b"Content-Length: " + (self.body_override or self.header(b"content-length")) + b"\r\n"
         elif self.method in (b"POST", b"PUT", b"PATCH"):
             framing = b"Content-Length: 0\r\n"
         else:
@@ -254,7 +234,7 @@ class Exchange:
         self.t_connect = monotonic()
         self.connect()
 
-    def _header(self, lname: bytes) -> bytes:
+    def header(self, lname: bytes) -> bytes:
         for n, _, v in self.headers:
             if n == lname:
                 return v.strip()
@@ -551,7 +531,7 @@ class Exchange:
         if self.expect or self.chunked:
             return False  # the client may wait for 100-continue, or the size is unknown
         try:
-            return int(self._header(b"content-length") or 0) <= DISCARD_LIMIT
+            return int(self.header(b"content-length") or 0) <= DISCARD_LIMIT
         except ValueError:
             return False
 
