@@ -156,21 +156,23 @@ async def run_master(settings: Settings, children: list[int]) -> None:
     stop = _stop_event()
     store = await open_ready_store(settings)
     admin = await start_admin(settings, store, _noop)
-    loop = asyncio.get_running_loop()
 
-    def reap() -> None:
-        # A worker that died unexpectedly brings the node down: a supervisor (Docker, systemd) restarts it.
-        for pid in list(children):
-            with contextlib.suppress(ChildProcessError):
-                done, status = os.waitpid(pid, os.WNOHANG)
-                if done:
-                    children.remove(pid)
-                    log.error("worker %d exited (status %d); stopping", pid, status)
-                    stop.set()
+    async def watch_children() -> None:
+        # Polled rather than a SIGCHLD handler: uvloop keeps SIGCHLD for itself.
+        # A worker that dies unexpectedly brings the node down; a supervisor (Docker, systemd) restarts it.
+        while not stop.is_set():
+            for pid in list(children):
+                with contextlib.suppress(ChildProcessError):
+                    done, status = os.waitpid(pid, os.WNOHANG)
+                    if done:
+                        children.remove(pid)
+                        log.error("worker %d exited (status %d); stopping", pid, status)
+                        stop.set()
+            await asyncio.sleep(0.5)
 
-    loop.add_signal_handler(signal.SIGCHLD, reap)
+    watcher = asyncio.get_running_loop().create_task(watch_children())
     await stop.wait()
-    loop.remove_signal_handler(signal.SIGCHLD)
+    watcher.cancel()
     for pid in children:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
@@ -180,7 +182,10 @@ async def run_master(settings: Settings, children: list[int]) -> None:
     deadline = time.monotonic() + settings.graceful_timeout + 5
     for pid in children:
         while time.monotonic() < deadline:
-            done, _ = os.waitpid(pid, os.WNOHANG)
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                break
             if done:
                 break
             await asyncio.sleep(0.05)
