@@ -126,10 +126,9 @@ def _stop_event() -> asyncio.Event:
 
 async def run_worker(settings: Settings, *, with_admin: bool, store: Any | None = None) -> None:
     """A proxy worker (and, for a single-process node, the Admin API too)."""
+    from servegate.plugins import load_all
     from servegate.proxy.server import ProxyServer
     from servegate.snapshot import SnapshotHolder, load_snapshot
-
-    from servegate.plugins import load_all
 
     load_all()  # plugin handlers must be registered before the first snapshot indexes plugin rows
     stop = _stop_event()
