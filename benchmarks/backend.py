@@ -94,8 +94,9 @@ class Wheel:
     def now_tick(self) -> int:
         return int(self.loop.time() / TICK_S)
 
-    def add(self, stream: Stream, delay_ms: int) -> None:
-        self.slots[self.now_tick() + delay_ms].append(stream)
+    def add(self, stream: Stream, tick: int) -> None:
+        """Run stream.step() at `tick` (a tick already past runs on the next one)."""
+        self.slots[tick].append(stream)
         if self.handle is None:
             self.handle = self.loop.call_later(TICK_S, self.run)
 
@@ -107,18 +108,23 @@ class Wheel:
         for t in due:
             for stream in self.slots.pop(t):
                 stream.step()
-        if self.slots:
+        # steps above may already have re-armed the timer through add(); never arm two
+        if self.slots and self.handle is None:
             self.handle = self.loop.call_later(TICK_S, self.run)
 
 
 class Stream:
-    __slots__ = ("proto", "left", "pace", "idx")
+    """One streamed response. Paced chunks are due at start + k * pace: a late tick does not push the
+    following chunks back, as a model server keeps generating while its HTTP loop lags."""
+
+    __slots__ = ("proto", "left", "pace", "idx", "due")
 
     def __init__(self, proto: Backend, n: int, pace: int) -> None:
         self.proto = proto
         self.left = n
         self.pace = pace
         self.idx = 0
+        self.due = proto.wheel.now_tick()
 
     def start(self) -> None:
         self.proto.transport.write(STREAM_HEAD + ROLE)
@@ -126,7 +132,8 @@ class Stream:
 
     def schedule(self) -> None:
         if self.pace > 0:
-            self.proto.wheel.add(self, self.pace)
+            self.due += self.pace
+            self.proto.wheel.add(self, self.due)
         else:
             self.proto.loop.call_soon(self.step)
 

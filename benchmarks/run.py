@@ -16,6 +16,7 @@ import os
 import platform
 import resource
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -100,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or BENCH_DIR / "results" / f"{now:%Y-%m-%d}.md"
     out.parent.mkdir(parents=True, exist_ok=True)
 
+    # SIGTERM unwinds through the finally blocks, so no proxy or backend outlives the run
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     _setup_host()
     build_sseclient()
     (BENCH_DIR / "work").mkdir(exist_ok=True)
@@ -138,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
                 if "failed" in results[name]:
                     log(f"  {name} failed: {results[name]['failed'][:300]}")
             rounds.append(results)
+            # keep what we have if the run is cut short
+            partial = out.with_suffix(".partial.json")
+            partial.write_text(json.dumps({"rounds": rounds}, indent=1, default=str))
     finally:
         for system in systems.values():
             system.stop()
@@ -159,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(render(meta, summary, notes))
     raw = {"meta": meta, "rounds": rounds, "summary": summary}
     out.with_suffix(".json").write_text(json.dumps(raw, indent=1, default=str))
+    out.with_suffix(".partial.json").unlink(missing_ok=True)
     log(f"wrote {out} and {out.with_suffix('.json')}")
     print(format_checks(check_all(summary)))
     if not args.keep_work:
