@@ -9,8 +9,9 @@ from typing import Any
 
 from servegate import KONG_VERSION
 from servegate.plugins import body as body_codec
-from servegate.plugins import checks, register
+from servegate.plugins import register
 from servegate.plugins.base import Context, Lookups, Plugin
+from servegate.schema import checks
 from servegate.schema.fields import Field
 
 ERR_NO_KEY = "No API key found in request"

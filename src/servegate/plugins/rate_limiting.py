@@ -8,10 +8,11 @@ from time import time as _clock
 from typing import Any
 
 from servegate import KONG_VERSION
-from servegate.plugins import checks, register
+from servegate.plugins import register
 from servegate.plugins.base import Context, Lookups, Plugin
 from servegate.plugins.ratelimit import EMPTY_UUID, HitResult, Policy, Window, make_policy
 from servegate.plugins.ratelimit.windows import EXPIRATION, PERIODS, TITLE, window_start
+from servegate.schema import checks
 from servegate.schema.fields import Field
 
 log = logging.getLogger("servegate.plugins.rate-limiting")
@@ -53,7 +54,7 @@ REDIS = Field(
         ("database", Field(type="integer", default=0)),
         ("ssl", Field(type="boolean", default=False)),
         ("ssl_verify", Field(type="boolean", default=False)),
-        ("server_name", Field(type="string", checks=(checks.sni,))),
+        ("server_name", Field(type="string", checks=(checks.wildcard_host,))),
     ),
 )
 
@@ -70,7 +71,7 @@ CONFIG = Field(
         ("limit_by", Field(type="string", default="consumer",
                            one_of=("consumer", "credential", "ip", "service", "header", "path"))),
         ("header_name", Field(type="string", checks=(checks.header_name,))),
-        ("path", Field(type="string", starts_with="/", checks=(checks.path,))),
+        ("path", Field(type="string", starts_with="/", checks=(checks.service_path,))),
         ("policy", Field(type="string", default="local", one_of=("local", "cluster", "redis"))),
         ("fault_tolerant", Field(type="boolean", required=True, default=True)),
         ("redis", REDIS),
