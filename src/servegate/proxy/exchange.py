@@ -6,22 +6,21 @@ protocol's data_received; a task exists only while a new upstream connection is 
 
 from __future__ import annotations
 
-import os
 import socket
+from random import getrandbits
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
-from servegate.proxy import errors
+from servegate.proxy import errors, phases
 from servegate.proxy.headers import HeaderView, downstream_head, upstream_head
-from servegate.proxy.paths import escape, normalize
+from servegate.proxy.paths import normalize
 from servegate.proxy.protocols import https_allowed
+from servegate.proxy.states import CONNECTING, DONE, NEW, SENT, STREAMING
 from servegate.proxy.upstream import UpstreamProtocol
 
 if TYPE_CHECKING:
     from servegate.proxy.client import ClientProtocol
 
-# States
-NEW, ACCESS, CONNECTING, SENT, STREAMING, DONE = range(6)
 REPLAY_LIMIT = 64 * 1024
 MAX_PLUGIN_BODY = 16 * 1024 * 1024
 # A request answered before its body was read keeps its connection if at most this much body is left to drop.
@@ -31,6 +30,8 @@ _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _LAST_CHUNK = b"0\r\n\r\n"
 # Like nginx, a request already sent is tried again after an upstream error only when it is idempotent.
 IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"))
+# Request headers the exchange looks at while it is created (every other header is skipped with one lookup).
+_SPECIAL = frozenset((b"host", b"transfer-encoding", b"content-length", b"expect", b"te", b"connection"))
 
 
 class Exchange:
@@ -41,7 +42,7 @@ class Exchange:
         "connect_fut", "connect_started", "connect_timeout", "read_timeout", "write_timeout", "head",
         "status", "bytes_sent", "decode_body", "close_after", "is_head", "plan", "ctx", "host",
         "te_trailers", "close_delimited", "resp_started", "replay_size", "norm_path", "body_copy",
-        "body_waiter", "body_override", "corked", "client_ip", "bad_request",
+        "body_waiter", "body_override", "corked", "client_ip", "bad_request", "prep", "has_connection",
     )
 
     def __init__(self, conn: ClientProtocol, method: bytes, url: bytes, headers: list[tuple[bytes, bytes, bytes]],
@@ -53,7 +54,8 @@ class Exchange:
         self.http_minor = http_minor
         self.keep_alive = keep_alive
         self.t_start = monotonic()
-        self.rid = os.urandom(16).hex()
+        # 128 random bits as 32 hex digits, without a getrandom syscall per request (ids are not secrets).
+        self.rid = f"{getrandbits(128):032x}"
         self.request_id = self.rid.encode()
         self.state = NEW
         self.req_done = False
@@ -64,11 +66,10 @@ class Exchange:
         self.host: bytes | None = None
         self.bad_request = False
         self.client_ip = conn.peer_b
-        real_ip = conn.server.real_ip_header if conn.trusted else None
+        self.has_connection = False
         for lname, _, value in headers:
-            if lname == real_ip:
-                # realip: a trusted peer tells who the client is (last hop of a list)
-                self.client_ip = value.rsplit(b",", 1)[-1].strip() or self.client_ip
+            if lname not in _SPECIAL:
+                continue
             if lname == b"host":
                 if self.host is not None:
                     self.bad_request = True  # nginx: "client sent duplicate host header"
@@ -82,6 +83,14 @@ class Exchange:
                 self.expect = value.strip().lower() == b"100-continue"
             elif lname == b"te":
                 self.te_trailers = b"trailers" in value.lower()
+            else:
+                self.has_connection = True
+        if conn.trusted:
+            real_ip = conn.server.real_ip_header
+            for lname, _, value in headers:
+                if lname == real_ip:
+                    # realip: a trusted peer tells who the client is (last hop of a list)
+                    self.client_ip = value.rsplit(b",", 1)[-1].strip() or self.client_ip
         self.up: UpstreamProtocol | None = None
         self.pending: list[bytes] = []
         self.pending_size = 0
@@ -101,6 +110,7 @@ class Exchange:
         self.plan: Any = None
         self.ctx: Any = None
         self.match: Any = None
+        self.prep: Any = None
         self.service: Any = None
         self.close_delimited = False
         self.resp_started = False
@@ -152,22 +162,23 @@ class Exchange:
         if match is None:
             self.fail(404, errors.NO_ROUTE, by_kong=True)
             return
-        if not https_allowed(self, match.route):
-            return
         service = match.service
         if service is None:
+            if not https_allowed(self, match.route):
+                return
             self.fail(503, errors.NO_SERVICE, by_kong=True)
+            return
+        prep = self.prep = server.preps.get(snapshot, match)
+        if prep.https_only and not https_allowed(self, match.route):
             return
         self.match = match
         self.service = service
-        self.max_tries = 1 + (service.get("retries") or 0)
-        self.connect_timeout = (service.get("connect_timeout") or 60000) / 1000.0
-        self.read_timeout = (service.get("read_timeout") or 60000) / 1000.0
-        self.write_timeout = (service.get("write_timeout") or 60000) / 1000.0
+        self.max_tries = prep.max_tries
+        self.connect_timeout = prep.connect_timeout
+        self.read_timeout = prep.read_timeout
+        self.write_timeout = prep.write_timeout
         plugins = snapshot.plugins
         if plugins:
-            from servegate.proxy import phases
-
             if phases.run_access(self, plugins, snapshot):
                 return  # finished (exit) or continuing asynchronously
         self.proceed()
@@ -191,22 +202,13 @@ class Exchange:
         if self.state == DONE:
             return
         conn = self.conn
-        service = self.service
-        match = self.match
-        route = match.route
-        proto = service.get("protocol") or "http"
-        tls = proto in ("https", "grpcs")
-        port = service.get("port") or (443 if tls else 80)
-        shost = service["host"]
-        self.key = (shost, port, tls)
-        if route.get("preserve_host") and self.host is not None:
+        prep = self.prep
+        self.key = prep.key
+        if prep.preserve_host and self.host is not None:
             host = self.host
-        elif port == (443 if tls else 80):
-            host = shost.encode()
         else:
-            host = f"{shost}:{port}".encode()
-        target = escape(match.upstream_path).encode("utf-8", "surrogateescape") + (
-            self.query if query is None else query)
+            host = prep.host
+        target = prep.target + (self.query if query is None else query)
         if self.chunked:
             framing = b"Transfer-Encoding: chunked\r\n"
         elif self.has_body:
@@ -220,14 +222,13 @@ class Exchange:
             fhost = fhost[: fhost.find(b"]") + 1]
         elif b":" in fhost:
             fhost = fhost.split(b":", 1)[0]
-        prefix = match.prefix
         self.head = upstream_head(
             self.method, target, host, self.headers,
             client_ip=self.client_ip, trusted=conn.trusted, scheme=conn.scheme, fwd_host=fhost,
             fwd_port=conn.port_b, fwd_path=self.path.encode("utf-8", "surrogateescape"),
-            fwd_prefix=prefix.encode("utf-8", "surrogateescape") if route.get("strip_path") and prefix != "/" else None,
+            fwd_prefix=prep.fwd_prefix,
             request_id=self.request_id, framing=framing, client_te_trailers=self.te_trailers,
-            set_headers=set_headers, cleared=cleared,
+            set_headers=set_headers, cleared=cleared, has_connection=self.has_connection,
         )
         if self.expect and not self.req_done and conn.transport is not None:
             conn.transport.write(_CONTINUE)
@@ -387,8 +388,6 @@ class Exchange:
             self.close_after = True
         extra = None
         if self.plan is not None:
-            from servegate.proxy import phases
-
             extra = phases.run_header_filter(self, up)
         head, self.close_delimited = downstream_head(
             status, up.reason, up.headers, request_id=self.request_id,
@@ -576,9 +575,10 @@ class Exchange:
         server = conn.server
         now = monotonic()
         if self.plan is not None:
-            from servegate.proxy import phases
-
             phases.run_log(self)
+            # The Context's body reader refers back to this exchange: break the cycle so that refcounting
+            # frees both (no cyclic GC work per plugin request).
+            self.ctx = None
         log = server.access_log
         if log.enabled:
             log.write(self.client_ip.decode("latin-1"), self.method.decode("latin-1"), self.url.decode("latin-1"),

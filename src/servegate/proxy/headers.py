@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from servegate import SERVER_TOKEN
@@ -22,7 +22,12 @@ _REQ_SKIP = frozenset(
     }
 )
 # Response headers dropped on the way down (framing headers are kept: the body is relayed as framed).
+_FWD_TRUSTED = frozenset(
+    (b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port", b"x-forwarded-path", b"x-forwarded-prefix")
+)
 _RESP_SKIP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te", b"upgrade", b"trailer", b"via"})
+# Response headers downstream_head does more than copy.
+_RESP_LOOK = _RESP_SKIP | {b"transfer-encoding", b"content-length", b"server"}
 _CONN_TOKENS_KEPT = frozenset({b"keep-alive", b"close", b"upgrade"})
 
 
@@ -93,57 +98,61 @@ def upstream_head(
     client_te_trailers: bool,
     set_headers: list[tuple[bytes, bytes]] | None = None,
     cleared: frozenset[bytes] | None = None,
+    has_connection: bool | None = None,
 ) -> bytes:
-    """The request head sent upstream. `framing` is the Content-Length/Transfer-Encoding line (or b"")."""
+    """The request head sent upstream. `framing` is the Content-Length/Transfer-Encoding line (or b"").
+
+    `has_connection`: whether the client sent a Connection header (None: look).
+    """
     out = [method, b" ", target, b" HTTP/1.1\r\nHost: ", host, b"\r\n"]
-    append = out.append
-    listed = connection_listed(headers) if any(h[0] == b"connection" for h in headers) else frozenset()
+    if has_connection is None:
+        has_connection = any(h[0] == b"connection" for h in headers)
+    drop = _REQ_SKIP
+    if has_connection:
+        drop = drop | connection_listed(headers)
+    if cleared:
+        drop = drop | cleared
     xff = None
     via = None
-    tr = {}
+    tr: dict[bytes, bytes] | None = None
     for lname, name, value in headers:
-        if lname in _REQ_SKIP:
+        if lname in drop:
+            if lname not in _REQ_SKIP:
+                continue  # listed in Connection, or cleared by a plugin
             if lname == b"x-forwarded-for":
                 xff = value if xff is None else xff + b", " + value
             elif lname == b"via":
                 via = value if via is None else via + b", " + value
-            elif trusted and lname in (b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port",
-                                       b"x-forwarded-path", b"x-forwarded-prefix"):
+            elif trusted and lname in _FWD_TRUSTED:
+                if tr is None:
+                    tr = {}
                 tr[lname] = value
             continue
-        if (listed and lname in listed) or (cleared and lname in cleared):
-            continue
         out += (name, b": ", value, b"\r\n")
-    append(b"X-Forwarded-For: ")
-    append(xff + b", " + client_ip if xff is not None else client_ip)
-    append(b"\r\nX-Forwarded-Proto: ")
-    append(tr.get(b"x-forwarded-proto", scheme))
-    append(b"\r\nX-Forwarded-Host: ")
-    append(tr.get(b"x-forwarded-host", fwd_host))
-    append(b"\r\nX-Forwarded-Port: ")
-    append(tr.get(b"x-forwarded-port", fwd_port))
-    append(b"\r\nX-Forwarded-Path: ")
-    append(tr.get(b"x-forwarded-path", fwd_path))
-    prefix = tr.get(b"x-forwarded-prefix", fwd_prefix)
-    if prefix is not None:
-        append(b"\r\nX-Forwarded-Prefix: ")
-        append(prefix)
-    append(b"\r\nX-Real-IP: ")
-    append(client_ip)
-    append(b"\r\nVia: ")
-    if via is not None:
-        append(via + b", ")
-    append(b"1.1 " + VIA_TOKEN)
-    append(b"\r\nX-Kong-Request-Id: ")
-    append(request_id)
+    if tr is not None:
+        scheme = tr.get(b"x-forwarded-proto", scheme)
+        fwd_host = tr.get(b"x-forwarded-host", fwd_host)
+        fwd_port = tr.get(b"x-forwarded-port", fwd_port)
+        fwd_path = tr.get(b"x-forwarded-path", fwd_path)
+        fwd_prefix = tr.get(b"x-forwarded-prefix", fwd_prefix)
+    out.append(
+        b"X-Forwarded-For: %b\r\nX-Forwarded-Proto: %b\r\nX-Forwarded-Host: %b\r\nX-Forwarded-Port: %b\r\n"
+        b"X-Forwarded-Path: %b\r\n"
+        % (xff + b", " + client_ip if xff is not None else client_ip, scheme, fwd_host, fwd_port, fwd_path)
+    )
+    if fwd_prefix is not None:
+        out += (b"X-Forwarded-Prefix: ", fwd_prefix, b"\r\n")
+    out.append(
+        b"X-Real-IP: %b\r\nVia: %b1.1 %b\r\nX-Kong-Request-Id: %b\r\n"
+        % (client_ip, via + b", " if via is not None else b"", VIA_TOKEN, request_id)
+    )
     if client_te_trailers:
-        append(b"\r\nTE: trailers")
-    append(b"\r\n")
+        out.append(b"TE: trailers\r\n")
     if set_headers:
         for name, value in set_headers:
             out += (name, b": ", value, b"\r\n")
-    append(framing)
-    append(b"Connection: keep-alive\r\n\r\n")
+    out.append(framing)
+    out.append(b"Connection: keep-alive\r\n\r\n")
     return b"".join(out)
 
 
@@ -168,6 +177,9 @@ def downstream_head(
     framed = False
     for name, value in headers:
         lname = name.lower()
+        if lname not in _RESP_LOOK:
+            out += (name, b": ", value, b"\r\n")
+            continue
         if lname == b"connection":
             listed = listed | connection_listed([(lname, name, value)])
             continue
@@ -185,7 +197,7 @@ def downstream_head(
                 continue
         elif lname == b"content-length":
             framed = True
-        elif lname == b"server":
+        else:  # server
             has_server = True
         out += (name, b": ", value, b"\r\n")
     if listed:
@@ -195,12 +207,10 @@ def downstream_head(
     if extra:
         for name, value in extra:
             out += (name, b": ", value, b"\r\n")
-    out.append(b"Via: " + (via + b", " if via is not None else b"") + b"1.1 " + VIA_TOKEN + b"\r\n")
-    if not has_server:
-        out.append(SERVER_LINE)
     out.append(
-        b"X-Kong-Upstream-Latency: %d\r\nX-Kong-Proxy-Latency: %d\r\nX-Kong-Request-Id: %s\r\n"
-        % (upstream_ms, proxy_ms, request_id)
+        b"Via: %b1.1 %b\r\n%bX-Kong-Upstream-Latency: %d\r\nX-Kong-Proxy-Latency: %d\r\nX-Kong-Request-Id: %b\r\n"
+        % (via + b", " if via is not None else b"", VIA_TOKEN, b"" if has_server else SERVER_LINE,
+           upstream_ms, proxy_ms, request_id)
     )
     close_delimited = not framed and status >= 200 and status not in (204, 304)
     out.append(b"Connection: keep-alive\r\n\r\n" if keep_alive and not close_delimited
@@ -217,8 +227,11 @@ def _filter_listed(parts: list[bytes], listed: frozenset[bytes]) -> list[bytes]:
     return kept
 
 
-class HeaderView:
-    """Read-only `.get(lower_name)` over the raw header list; built into a dict only if someone asks."""
+class HeaderView(Mapping[str, Any]):
+    """Read-only mapping (lower-case str name -> str, or list[str] when repeated) over the raw header list.
+
+    `.get` scans the few raw headers directly; the dict is built only when someone iterates or reads many.
+    """
 
     __slots__ = ("_raw", "_d")
 
@@ -243,5 +256,30 @@ class HeaderView:
             self._d = d
         return d
 
-    def get(self, name: str, default: Any = None) -> Any:
-        return self.as_dict().get(name, default)
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        d = self._d
+        if d is not None:
+            return d.get(name, default)
+        try:
+            key = name.encode("latin-1")
+        except UnicodeEncodeError:
+            return default
+        found: bytes | None = None
+        for lname, _, value in self._raw:
+            if lname == key:
+                if found is not None:
+                    return self.as_dict().get(name, default)  # repeated: the list form
+                found = value
+        return default if found is None else found.decode("latin-1")
+
+    def __getitem__(self, name: str) -> Any:
+        return self.as_dict()[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.as_dict()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.as_dict())
+
+    def __len__(self) -> int:
+        return len(self.as_dict())

@@ -12,6 +12,8 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from servegate.plugins.base import Context, Exit
+from servegate.proxy.headers import HeaderView
+from servegate.proxy.states import ACCESS
 
 if TYPE_CHECKING:
     from servegate.proxy.exchange import Exchange
@@ -30,15 +32,12 @@ def run_access(ex: Exchange, plugins: Any, snapshot: Any) -> bool:
     plan = plugins.plan(route.get("id"), service.get("id") if service else None)
     if plan is None:
         return False
-    from servegate.proxy.exchange import ACCESS
-    from servegate.proxy.headers import HeaderView
-
     ex.plan = plan
     ex.state = ACCESS
     ex.body_copy = []
     raw_query = ex.query[1:].decode("latin-1") if ex.query else ""
     ctx = Context(
-        ex.method.decode("latin-1"), ex.norm_path, raw_query, HeaderView(ex.headers).as_dict(),
+        ex.method.decode("latin-1"), ex.norm_path, raw_query, HeaderView(ex.headers),
         ex.client_ip.decode("latin-1"),
         scheme=ex.conn.scheme.decode(), route=route, service=service, request_id=ex.rid,
         read_body=lambda: read_body(ex),
@@ -82,9 +81,7 @@ def _continue(ex: Exchange, ctx: Context) -> None:
     set_headers = None
     cleared = None
     if ctx.upstream_headers:
-        cleared = frozenset(k.encode("latin-1") for k in ctx.upstream_headers)
-        set_headers = [(n.encode("latin-1"), v.encode("latin-1"))
-                       for n, v in ctx.upstream_headers.values() if v is not None]
+        set_headers, cleared = _encoded(ctx.upstream_headers)
     query = None
     if ctx.upstream_query is not None:
         query = b"?" + ctx.upstream_query.encode("latin-1") if ctx.upstream_query else b""
@@ -100,6 +97,26 @@ def _continue(ex: Exchange, ctx: Context) -> None:
     ex.proceed(set_headers, cleared, query)
 
 
+# Plugins set the same upstream headers for the same consumer on every request: keep their bytes.
+_ENCODED_MAX = 1024
+_encoded_cache: dict[tuple[Any, ...], tuple[list[tuple[bytes, bytes]], frozenset[bytes]]] = {}
+
+
+def _encoded(upstream_headers: dict[str, tuple[str, str | None]]
+             ) -> tuple[list[tuple[bytes, bytes]], frozenset[bytes]]:
+    """(headers to set, lower-case names to drop from the client's) for Context.upstream_headers, as bytes."""
+    key = tuple(upstream_headers.items())
+    hit = _encoded_cache.get(key)
+    if hit is None:
+        cleared = frozenset(k.encode("latin-1") for k in upstream_headers)
+        set_headers = [(n.encode("latin-1"), v.encode("latin-1"))
+                       for n, v in upstream_headers.values() if v is not None]
+        if len(_encoded_cache) >= _ENCODED_MAX:
+            _encoded_cache.clear()
+        hit = _encoded_cache[key] = (set_headers, cleared)
+    return hit
+
+
 async def read_body(ex: Exchange) -> bytes:
     if not ex.req_done:
         fut = ex.conn.server.loop.create_future()
@@ -113,13 +130,15 @@ def run_header_filter(ex: Exchange, up: UpstreamProtocol) -> list[tuple[bytes, b
     ctx = ex.ctx
     if ctx is None:
         return None
-    headers = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in up.headers]
-    try:
-        pending = ex.plan.header_filter(ctx, headers, ex.status)
-        if pending is not None:
-            ex.conn.server.loop.create_task(_quiet(pending, "header_filter"))
-    except Exception:
-        log.exception("plugin header_filter phase failed")
+    if ctx.collected is not None:
+        # Only a plugin with a header_filter hook sees the upstream headers: decode them just then.
+        headers = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in up.headers]
+        try:
+            pending = ex.plan.header_filter(ctx, headers, ex.status)
+            if pending is not None:
+                ex.conn.server.loop.create_task(_quiet(pending, "header_filter"))
+        except Exception:
+            log.exception("plugin header_filter phase failed")
     if not ctx.response_headers:
         return None
     return [(n.encode("latin-1"), v.encode("latin-1")) for n, v in ctx.response_headers]

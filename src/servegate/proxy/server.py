@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 from time import monotonic
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from servegate.proxy.accesslog import AccessLog
 from servegate.proxy.client import ClientProtocol
 from servegate.proxy.headers import TrustedIps
+from servegate.proxy.prep import PrepCache
 from servegate.proxy.upstream import UpstreamPool
 
 # One coarse timer per worker replaces per-request and per-chunk timers (timeouts are checked at this period).
@@ -33,6 +35,7 @@ class ProxyServer:
             int(getattr(settings, "upstream_keepalive_pool_size", 512)),
             float(getattr(settings, "upstream_keepalive_idle_timeout_s", 60)),
         )
+        self.preps = PrepCache()
         self.access_log = AccessLog(getattr(settings, "proxy_access_log", "stdout") or "off")
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self.upstream_ssl: Any = None
@@ -62,6 +65,10 @@ class ProxyServer:
             )
             self.servers.append(server)
         self._sweep_handle = self.loop.call_later(SWEEP_INTERVAL_S, self._sweep)
+        # Everything loaded so far (modules, settings, the first snapshot) lives as long as the worker: keep it
+        # out of the cyclic collector's full passes, which would otherwise rescan it while serving.
+        gc.collect()
+        gc.freeze()
 
     @property
     def ports(self) -> list[int]:
