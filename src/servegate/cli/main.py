@@ -138,5 +138,35 @@ def _register_setup() -> None:
 _register_setup()
 
 
+def _plain_start_args(argv: list[str]) -> dict[str, str | None] | None:
+    """`start` with only --conf/-c and --prefix/-p: its options, else None (anything else goes through typer)."""
+    if not argv or argv[0] != "start":
+        return None
+    opts: dict[str, str | None] = {"conf": None, "prefix": None}
+    names = {"--conf": "conf", "-c": "conf", "--prefix": "prefix", "-p": "prefix"}
+    i = 1
+    while i < len(argv):
+        arg = argv[i]
+        name, eq, value = arg.partition("=")
+        if eq and name in ("--conf", "--prefix"):
+            opts[names[name]] = value
+            i += 1
+        elif arg in names and i + 1 < len(argv) and not argv[i + 1].startswith("-"):
+            opts[names[arg]] = argv[i + 1]
+            i += 2
+        else:
+            return None
+    return opts
+
+
 def main() -> None:
+    # `servegate start` is parsed here: running a command through typer imports its pydantic-based
+    # argument coercion (~7 MB RSS and tens of ms), which a proxy node never needs afterwards.
+    opts = _plain_start_args(sys.argv[1:])
+    if opts is not None:
+        try:
+            start(opts["conf"], opts["prefix"])
+        except typer.Exit as e:
+            sys.exit(e.exit_code)
+        return
     app()

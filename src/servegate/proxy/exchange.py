@@ -256,7 +256,7 @@ class Exchange:
         pool = server.pool
         coro = loop.create_connection(
             lambda: UpstreamProtocol(self.key, pool), host, port,
-            ssl=server.upstream_ssl if tls else None, server_hostname=host if tls else None,
+            ssl=server.upstream_tls() if tls else None, server_hostname=host if tls else None,
         )
         fut = self.connect_fut = loop.create_task(coro)
         fut.add_done_callback(self._connected)

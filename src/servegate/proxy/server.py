@@ -44,9 +44,6 @@ class ProxyServer:
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
-        from servegate.proxy.tls import upstream_ssl_context
-
-        self.upstream_ssl = upstream_ssl_context()
         ssl_ctx = None
         for listen in self.settings.proxy_listen:
             ctx = None
@@ -69,6 +66,16 @@ class ProxyServer:
         # out of the cyclic collector's full passes, which would otherwise rescan it while serving.
         gc.collect()
         gc.freeze()
+
+    def upstream_tls(self) -> Any:
+        """Client TLS context for https services, made on first use (loading the CA store costs ~2.5 MB and
+        ~20 ms, which a node without https services never needs)."""
+        ctx = self.upstream_ssl
+        if ctx is None:
+            from servegate.proxy.tls import upstream_ssl_context
+
+            ctx = self.upstream_ssl = upstream_ssl_context()
+        return ctx
 
     @property
     def ports(self) -> list[int]:
