@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,14 +63,16 @@ def post(target: Target, body: bytes | None = None, timeout: float = 5.0) -> tup
         conn.close()
 
 
-def wait_proxied_ok(target: Target, deadline_s: float, alive: object = None) -> float | None:
+def wait_proxied_ok(
+    target: Target, deadline_s: float, alive: Callable[[], bool] | None = None
+) -> float | None:
     """Poll a POST until it answers 200; returns the monotonic time of success or None at the deadline.
 
-    `alive` is a callable returning False when the process under test died (stop polling early).
+    `alive` returns False once the process under test died, which ends the wait early.
     """
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
-        if callable(alive) and not alive():
+        if alive is not None and not alive():
             return None
         try:
             status, _ = post(target, timeout=2.0)
