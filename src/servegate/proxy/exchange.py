@@ -43,6 +43,7 @@ class Exchange:
         "status", "bytes_sent", "decode_body", "close_after", "is_head", "plan", "ctx", "host",
         "te_trailers", "close_delimited", "resp_started", "replay_size", "norm_path", "body_copy",
         "body_waiter", "body_override", "corked", "client_ip", "bad_request", "prep", "has_connection",
+        "raw_path", "clen",
     )
 
     def __init__(self, conn: ClientProtocol, method: bytes, url: bytes, headers: list[tuple[bytes, bytes, bytes]],
@@ -67,6 +68,7 @@ class Exchange:
         self.bad_request = False
         self.client_ip = conn.peer_b
         self.has_connection = False
+        self.clen: bytes | None = None
         for lname, _, value in headers:
             if lname not in _SPECIAL:
                 continue
@@ -78,7 +80,10 @@ class Exchange:
                 self.chunked = True
                 self.has_body = True
             elif lname == b"content-length":
-                self.has_body = value.strip() != b"0"
+                value = value.strip()
+                if self.clen is None:
+                    self.clen = value
+                self.has_body = value != b"0"
             elif lname == b"expect":
                 self.expect = value.strip().lower() == b"100-continue"
             elif lname == b"te":
@@ -115,6 +120,7 @@ class Exchange:
         self.close_delimited = False
         self.resp_started = False
         self.path = ""
+        self.raw_path = b""
         self.norm_path = ""
         self.query = b""
         # Only while a plugin access phase runs: a decoded copy of the body, and who waits for its end.
@@ -150,6 +156,7 @@ class Exchange:
         if self.method in (b"TRACE", b"CONNECT"):
             self.fail(405)
             return
+        self.raw_path = raw_path
         self.path = raw_path.decode("utf-8", "surrogateescape")
         snapshot = server.holder.current
         if snapshot is None:
@@ -177,10 +184,8 @@ class Exchange:
         self.connect_timeout = prep.connect_timeout
         self.read_timeout = prep.read_timeout
         self.write_timeout = prep.write_timeout
-        plugins = snapshot.plugins
-        if plugins:
-            if phases.run_access(self, plugins, snapshot):
-                return  # finished (exit) or continuing asynchronously
+        if prep.plan is not None and phases.run_access(self, prep.plan):
+            return  # finished (exit) or continuing asynchronously
         self.proceed()
 
     def redirect(self, status: int, location: str) -> None:
@@ -212,7 +217,7 @@ class Exchange:
         if self.chunked:
             framing = b"Transfer-Encoding: chunked\r\n"
         elif self.has_body:
-            framing = b"Content-Length: " + (self.body_override or self.header(b"content-length")) + b"\r\n"
+            framing = b"Content-Length: " + (self.body_override or self.clen or b"") + b"\r\n"
         elif self.method in (b"POST", b"PUT", b"PATCH"):
             framing = b"Content-Length: 0\r\n"
         else:
@@ -225,7 +230,7 @@ class Exchange:
         self.head = upstream_head(
             self.method, target, host, self.headers,
             client_ip=self.client_ip, trusted=conn.trusted, scheme=conn.scheme, fwd_host=fhost,
-            fwd_port=conn.port_b, fwd_path=self.path.encode("utf-8", "surrogateescape"),
+            fwd_port=conn.port_b, fwd_path=self.raw_path,
             fwd_prefix=prep.fwd_prefix,
             request_id=self.request_id, framing=framing, client_te_trailers=self.te_trailers,
             set_headers=set_headers, cleared=cleared, has_connection=self.has_connection,

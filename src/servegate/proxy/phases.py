@@ -25,13 +25,11 @@ log = logging.getLogger(__name__)
 MAX_PLUGIN_BODY = 16 * 1024 * 1024
 
 
-def run_access(ex: Exchange, plugins: Any, snapshot: Any) -> bool:
-    """Run the access phase. True when this module took over the exchange (it then calls proceed/fail)."""
+def run_access(ex: Exchange, plan: Any) -> bool:
+    """Run the access phase of `plan` (the route's plugin plan). True when this module took over the exchange
+    (it then calls proceed/fail)."""
     route = ex.match.route
     service = ex.service
-    plan = plugins.plan(route.get("id"), service.get("id") if service else None)
-    if plan is None:
-        return False
     ex.plan = plan
     ex.state = ACCESS
     ex.body_copy = []

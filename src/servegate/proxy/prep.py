@@ -1,4 +1,4 @@
-"""Per-match request constants (upstream key, Host, target path, timeouts), computed once and reused.
+"""Per-match request constants (upstream key, Host, target path, timeouts, plugin plan), computed once and reused.
 
 A `Match` from the router is immutable and shared by every request that routed the same way, so what the
 relay derives from it and its route/service rows is cached by the Match object itself. The cache belongs to
@@ -16,9 +16,9 @@ CACHE_MAX = 4096
 
 class Prep:
     __slots__ = ("key", "host", "target", "fwd_prefix", "preserve_host", "max_tries", "connect_timeout",
-                 "read_timeout", "write_timeout", "https_only")
+                 "read_timeout", "write_timeout", "https_only", "plan")
 
-    def __init__(self, match: Any) -> None:
+    def __init__(self, match: Any, plugins: Any) -> None:
         route = match.route
         service = match.service
         proto = service.get("protocol") or "http"
@@ -39,6 +39,8 @@ class Prep:
         protocols = route.get("protocols")
         # Whether https_allowed() has anything to check for this route.
         self.https_only = bool(protocols) and "http" not in protocols and "https" in protocols
+        # The plugin phase plan of this route and service (None: no plugin applies).
+        self.plan = plugins.plan(route.get("id"), service.get("id")) if plugins else None
 
 
 class PrepCache:
@@ -57,5 +59,5 @@ class PrepCache:
         if prep is None:
             if len(preps) >= CACHE_MAX:
                 preps.clear()
-            prep = preps[match] = Prep(match)
+            prep = preps[match] = Prep(match, snapshot.plugins)
         return prep
