@@ -1,9 +1,10 @@
 """Kong's spec/fixtures/router_path_handling_tests.lua (3.9.3), run through normalize + match + join.
 
 The fixture (113 rows) is stored as data in router_path_handling_tests.json. Rows are expanded as Kong's
-``line:expand()`` does (strip_path, then path_handling); only ``v0`` cases apply to traditional_compatible,
-which leaves 106 cases; the 88 of them with a route path are run a second time as a regex route, as
-spec/01-unit/08-router_spec.lua does.
+``line:expand()`` does (strip_path, then path_handling): 106 ``v0`` and 106 ``v1`` cases. Each case sets the
+route's ``path_handling``, which the router honours per route as Kong's traditional router did (Kong 3.9's
+default traditional_compatible flavor ignores ``v1``). The cases with a route path are run a second time as
+a regex route, as spec/01-unit/08-router_spec.lua does.
 """
 
 from __future__ import annotations
@@ -37,15 +38,26 @@ CASES = [
     pytest.param(i, j, t, id=f"{i}-{j}")
     for i, row in enumerate(ROWS, 1)
     for j, t in enumerate(_expand(row), 1)
-    if t["path_handling"] == "v0"
 ]
 REGEX_CASES = [c for c in CASES if c.values[2]["route_path"] is not None]
 
 
+def _count(cases: list[Any], handling: str) -> int:
+    return sum(1 for c in cases if c.values[2]["path_handling"] == handling)
+
+
 def test_fixture_counts() -> None:
-    assert len(ROWS) == 113
-    assert len(CASES) == 106
-    assert len(REGEX_CASES) == 88
+    counts = {
+        "rows": len(ROWS),
+        "v0": _count(CASES, "v0"),
+        "v1": _count(CASES, "v1"),
+        "regex_v0": _count(REGEX_CASES, "v0"),
+        "regex_v1": _count(REGEX_CASES, "v1"),
+    }
+    print(f"router_path_handling_tests: {counts}")
+    assert counts == {"rows": 113, "v0": 106, "v1": 106, "regex_v0": 88, "regex_v1": 88}
+    # every row contributes, row for row: each one expands to at least one v0 or v1 case
+    assert {c.values[0] for c in CASES} == set(range(1, len(ROWS) + 1))
 
 
 def _run(test: dict[str, Any], route: dict[str, Any], host: str) -> None:
@@ -61,9 +73,11 @@ def _run(test: dict[str, Any], route: dict[str, Any], host: str) -> None:
 def test_plain(i: int, j: int, test: dict[str, Any]) -> None:
     host = f"localbin-{i}-{j}.com"
     if test["route_path"] is not None:
-        route = route_row(paths=[test["route_path"]], strip_path=test["strip_path"])
+        route = route_row(
+            paths=[test["route_path"]], strip_path=test["strip_path"], path_handling=test["path_handling"]
+        )
     else:
-        route = route_row(hosts=[host], strip_path=test["strip_path"])
+        route = route_row(hosts=[host], strip_path=test["strip_path"], path_handling=test["path_handling"])
     _run(test, route, host)
 
 
@@ -71,5 +85,7 @@ def test_plain(i: int, j: int, test: dict[str, Any]) -> None:
 def test_regex(i: int, j: int, test: dict[str, Any]) -> None:
     host = f"localbin-{i}.com"
     regex = "~/[0]?" + test["route_path"][1:]
-    route = route_row(paths=[regex], hosts=[host], strip_path=test["strip_path"])
+    route = route_row(
+        paths=[regex], hosts=[host], strip_path=test["strip_path"], path_handling=test["path_handling"]
+    )
     _run(test, route, host)

@@ -1,11 +1,11 @@
-"""normalize / escape / join_v0. Normalization and escape cases from Kong 3.9.3 spec/01-unit/18-tools_uri_spec.lua
+"""normalize / escape / join_v0 / join_v1. Normalization and escape cases from Kong 3.9.3 spec/01-unit/18-tools_uri_spec.lua
 (the router always merges slashes, so the merge_slashes expectations apply)."""
 
 from __future__ import annotations
 
 import pytest
 
-from servegate.proxy.paths import escape, join_v0, normalize, sanitize_postfix
+from servegate.proxy.paths import escape, join_v0, join_v1, normalize, sanitize_postfix
 
 NORMALIZE = [
     # no normalization necessary
@@ -113,3 +113,23 @@ def test_sanitize_postfix(postfix: str, expected: str) -> None:
 )
 def test_join_v0(service_path: str | None, prefix: str, req_path: str, strip: bool, expected: str) -> None:
     assert join_v0(service_path, prefix, req_path, strip) == expected
+
+
+@pytest.mark.parametrize(
+    ("service_path", "prefix", "req_path", "strip", "expected"),
+    [
+        (None, "/", "/route/req", False, "/route/req"),
+        ("/", "/route", "/route", True, "/"),
+        ("/srv", "/rou", "/roureq", False, "/srvroureq"),
+        ("/srv", "/rou", "/roureq", True, "/srvreq"),
+        ("/srv/", "/rou", "/rou", True, "/srv/"),
+        ("/srv/", "/rou", "/rou/x", True, "/srv/x"),
+        ("/service", "/route", "/route/", True, "/service/"),
+        ("/service", "/", "/", False, "/service"),
+        ("/service", "/", "/route", True, "/serviceroute"),
+        # what is left after the prefix loses a leading dot segment, as in v0
+        ("/srv/", "/rou", "/rou../x", True, "/srv/x"),
+    ],
+)
+def test_join_v1(service_path: str | None, prefix: str, req_path: str, strip: bool, expected: str) -> None:
+    assert join_v1(service_path, prefix, req_path, strip) == expected

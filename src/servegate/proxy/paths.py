@@ -1,4 +1,4 @@
-"""Request path normalization, Kong's v0 upstream path join, and upstream re-escaping.
+"""Request path normalization, Kong's v0 and v1 upstream path joins, and upstream re-escaping.
 
 Paths are ``str``. Raw bytes that are not valid UTF-8 (from ``%XX`` decoding or from a request line the
 listener decoded with ``surrogateescape``) are carried as lone surrogates and turned back into the same bytes
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["escape", "join_v0", "normalize", "sanitize_postfix"]
+__all__ = ["escape", "join_v0", "join_v1", "normalize", "sanitize_postfix"]
 
 # RFC 3986 reserved characters (plus "%"): their escapes change a URI's meaning, so they stay encoded.
 _RESERVED = frozenset(b"!*'();:@&=+$,/?%#[]")
@@ -154,6 +154,23 @@ def join_v0(service_path: str | None, prefix: str, request_path: str, strip: boo
     if postfix[0] == "/":
         return base + postfix
     return base + "/" + postfix
+
+
+def join_v1(service_path: str | None, prefix: str, request_path: str, strip: bool) -> str:
+    """Kong's deprecated ``path_handling = v1`` upstream path (before re-escaping), as the traditional router
+    built it; same arguments as :func:`join_v0`.
+
+    v1 glues the service path and the rest of the request together with no "/" added between them (service
+    ``/srv`` + request ``/req`` gives ``/srvreq``); only a doubled "/" at the seam is collapsed, and only when
+    the route strips its prefix.
+    """
+    base = service_path or "/"
+    if not strip:
+        return base + request_path[1:]
+    postfix = sanitize_postfix(request_path[len(prefix):])
+    if postfix and postfix[0] == "/" and base[-1] == "/":
+        return base[:-1] + postfix
+    return base + postfix
 
 
 def escape(path: str) -> str:

@@ -20,7 +20,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
-from servegate.proxy.paths import join_v0
+from servegate.proxy.paths import join_v0, join_v1
 
 __all__ = ["Match", "Router", "split_host_port"]
 
@@ -145,6 +145,7 @@ class _Matcher:
         "headers",
         "hosts",
         "index_keys",
+        "join",
         "methods",
         "plain_hosts",
         "prefixes",
@@ -165,6 +166,8 @@ class _Matcher:
         self.service = service
         self.service_path = _service_path(service)
         self.strip = bool(route.get("strip_path"))
+        # Kong's traditional router honoured the deprecated "v1" joining; chosen once here, not per request.
+        self.join = join_v1 if route.get("path_handling") == "v1" else join_v0
         self.rank = 0
         methods = route.get("methods")
         self.methods = frozenset(methods) if methods else None
@@ -479,7 +482,7 @@ class Router:
             matched = best_key
         # Kong strips the matched path text; a path-less route has nothing to strip but "/".
         prefix = matched if m.strip and (m.prefixes or m.regexes) else "/"
-        upstream = join_v0(m.service_path, prefix, path, m.strip)
+        upstream = m.join(m.service_path, prefix, path, m.strip)
         return Match(m.route, m.service, prefix, upstream, captures)
 
 
