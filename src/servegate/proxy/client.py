@@ -7,7 +7,6 @@ line folding and bare LF; this module adds the size limits, HTTP/0.9 refusal and
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
@@ -51,7 +50,8 @@ class ClientProtocol(asyncio.Protocol):
         self.peer = "-"
         self.peer_b = b"-"
         self.trusted = False
-        self.queue: deque[Exchange] = deque()
+        # Pipelined requests in order (at most MAX_PIPELINED): a list, as a deque costs ~700 bytes per connection.
+        self.queue: list[Exchange] = []
         self.parsing: Exchange | None = None
         self.url: list[bytes] = []
         self.url_len = 0
@@ -90,7 +90,7 @@ class ClientProtocol(asyncio.Protocol):
         self.transport = None
         self.server.conns.discard(self)
         while self.queue:
-            self.queue.popleft().client_gone()
+            self.queue.pop(0).client_gone()
 
     def eof_received(self) -> bool | None:
         # Like nginx (proxy_ignore_client_abort off): a client that closes its side has gone; returning None
@@ -223,7 +223,7 @@ class ClientProtocol(asyncio.Protocol):
 
     def _advance(self) -> None:
         queue = self.queue
-        queue.popleft()
+        del queue[0]
         if self.pause_bits & PAUSE_PIPELINE and len(queue) < MAX_PIPELINED:
             self.resume_reading_for(PAUSE_PIPELINE)
         if queue:

@@ -384,7 +384,10 @@ class Exchange:
         """The downstream response head for the upstream's (final) response head."""
         self.state = STREAMING
         self.resp_started = True
+        # No retry once the response has started: the replay copy and the request head are not needed any
+        # more, and a long stream should not keep them.
         self.replay = None
+        self.head = b""
         self.status = status
         now = self.t_head = monotonic()
         # HTTP/1.0 clients cannot take chunked framing: relay the decoded body and close at the end.

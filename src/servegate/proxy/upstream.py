@@ -141,6 +141,7 @@ class UpstreamProtocol(asyncio.Protocol):
         self.headbuf = b""
         self.head_done = True
         head = ex.response_head(self, status)
+        self.headers = []  # rewritten into `head`; not kept for the length of a stream
         if ex.decode_body:
             ex.client_write(head)
         if rest:
