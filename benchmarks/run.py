@@ -87,7 +87,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, help="markdown report path (default benchmarks/results/<date>.md)")
     ap.add_argument("--title", default="")
     ap.add_argument("--keep-work", action="store_true", help="keep logs and prefixes under benchmarks/work")
+    ap.add_argument(
+        "--rerender", type=Path, metavar="JSON", help="rebuild --out from a run's JSON, run nothing"
+    )
     args = ap.parse_args(argv)
+    if args.rerender:
+        raw = json.loads(args.rerender.read_text())
+        target = args.out or args.rerender.with_suffix(".md")
+        notes = {n: s.note for n, s in all_systems().items()}
+        target.write_text(render(raw["meta"], raw["summary"], notes))
+        print(format_checks(check_all(raw["summary"])))
+        return 0
 
     known = all_systems()
     names = [s.strip() for s in args.systems.split(",") if s.strip()]

@@ -179,3 +179,12 @@ def test_checks_apply_plugin_and_worker_rules() -> None:
     assert bad["paced2000 zero errors (errors+short+unfinished)"].ok is False
     missing = check_system({"servegate-1w": {"failed": "x"}}, "servegate-1w")
     assert all(c.ok is None for c in missing)
+
+
+def test_checks_clamp_a_negative_nginx_baseline() -> None:
+    summary = _summary(30000.0, 0)
+    summary["nginx"]["paced2000"]["added_ttfb_p99"] = -50.0  # nginx measured faster than direct
+    summary["servegate-2w+plugins"]["paced2000"] = {**summary["nginx"]["paced2000"], "added_ttfb_p99": 2.5}
+    checks = {c.target: c for c in check_system(summary, "servegate-2w+plugins")}
+    ttfb = checks["paced2000 added TTFB p99 <= 3x nginx (ms)"]
+    assert ttfb.limit == 3.0 and ttfb.ok is True
