@@ -108,10 +108,34 @@ def test_prepare_node_then_forked_workers_share_counters(tmp_path: Any) -> None:
     from servegate.plugins.ratelimit import runtime
     from servegate.settings import load_settings
 
-    prepare_node(load_settings({"SERVEGATE_PREFIX": str(tmp_path)}))
-    assert runtime.prefix == str(tmp_path) and runtime.pg_dsn is None
+    prepare_node(load_settings({"SERVEGATE_PREFIX": str(tmp_path), "SERVEGATE_WORKERS": "2"}))
+    assert runtime.prefix == str(tmp_path) and runtime.pg_dsn is None and runtime.workers == 2
     now = int(time.time())
     assert run_two(_local_worker, None, str(uuid.uuid4()), windows(now, minute=99), now, 100, 1) == 99
+
+
+def test_single_worker_node_counts_in_process(tmp_path: Any) -> None:
+    """With one worker nothing else shares the counters: no file is made, limits still hold exactly."""
+    from servegate.plugins.ratelimit import configure, runtime
+    from servegate.plugins.ratelimit.local import LocalPolicy
+    from servegate.plugins.ratelimit.shm import ProcessCounters
+
+    saved = (runtime.prefix, runtime.pg_dsn, runtime.pg_timeout_s, runtime.workers)
+    configure(prefix=str(tmp_path), workers=1)
+    try:
+        now, route = 1_700_000_000, str(uuid.uuid4())  # 800 s into an hour: now + 60 is the same hour
+        policy, other = LocalPolicy(), LocalPolicy()  # two plugin instances share one process table
+        wins = windows(now, minute=5, hour=7)
+        results = [(policy if i % 2 else other).hit(route, EMPTY_UUID, "ip", wins, now)[1] for i in range(9)]
+        assert results == [True] * 5 + [False] * 4
+        assert isinstance(policy._tbl(), ProcessCounters)
+        assert not (tmp_path / "ratelimit-counters.shm").exists()
+        # A new minute window starts from zero; the hour window keeps counting to its limit of 7.
+        later = windows(now + 60, minute=5, hour=7)
+        assert [policy.hit(route, EMPTY_UUID, "ip", later, now + 60) for _ in range(3)] == [
+            ([0, 5], True), ([1, 6], True), ([2, 7], False)]
+    finally:
+        configure(prefix=saved[0], pg_dsn=saved[1], pg_timeout_s=saved[2], workers=saved[3])
 
 
 def test_local_multi_window_exact_and_rejections_not_counted(tmp_path: Any) -> None:

