@@ -502,14 +502,7 @@ class Exchange:
         """
         if self.state == DONE:
             return
-        up = self.up
-        if up is not None:
-            self.up = None
-            up.exchange = None
-            up.transport.abort()
-        if self.connect_fut is not None:
-            self.connect_fut.cancel()
-            self.connect_fut = None
+        self._drop_upstream()
         self.status = status
         settings = self.conn.server.settings
         if not self.req_done and not self._body_discardable():
@@ -533,6 +526,17 @@ class Exchange:
             t.write(data)
         self.finish()
 
+    def _drop_upstream(self) -> None:
+        """Abort the upstream side (connected or connecting); an aborted connection never returns to the pool."""
+        up = self.up
+        if up is not None:
+            self.up = None
+            up.exchange = None
+            up.transport.abort()
+        if self.connect_fut is not None:
+            self.connect_fut.cancel()
+            self.connect_fut = None
+
     def _body_discardable(self) -> bool:
         """Whether the unread rest of the request body is small enough to read and drop (keep-alive kept)."""
         if self.expect or self.chunked:
@@ -552,14 +556,7 @@ class Exchange:
         """The client connection closed: drop the upstream side at once, never pool it."""
         if self.state == DONE:
             return
-        up = self.up
-        if up is not None:
-            self.up = None
-            up.exchange = None
-            up.transport.abort()
-        if self.connect_fut is not None:
-            self.connect_fut.cancel()
-            self.connect_fut = None
+        self._drop_upstream()
         if not self.status:
             self.status = 499
         self.close_after = True

@@ -114,13 +114,7 @@ class EntityDao:
             f"VALUES ({', '.join(p(v) for v in cols.values())}) RETURNING *"
         )
 
-        async def body(conn: Conn) -> dict[str, Any]:
-            await self._purge_expired(conn, t, now)
-            rows = await conn.fetch(sql, p.values)
-            await self._bump(conn)
-            return t.decode(rows[0], self.dialect, now)
-
-        return await self._write(t, "insert", row, body)
+        return await self._write_returning(t, "insert", row, sql, p, now)
 
     async def upsert(self, entity: Entity | str, row: dict[str, Any]) -> dict[str, Any]:
         t = self.table(entity)
@@ -136,13 +130,19 @@ class EntityDao:
             f"ON CONFLICT ({', '.join(q(c) for c in t.pk)}) DO UPDATE SET {updates} RETURNING *"
         )
 
+        return await self._write_returning(t, "upsert", row, sql, p, now)
+
+    async def _write_returning(self, t: Table, op: str, row: dict[str, Any], sql: str, p: Params,
+                               now: float) -> dict[str, Any]:
+        """Run one INSERT ... RETURNING * in a write transaction that also bumps the config version."""
+
         async def body(conn: Conn) -> dict[str, Any]:
             await self._purge_expired(conn, t, now)
             rows = await conn.fetch(sql, p.values)
             await self._bump(conn)
             return t.decode(rows[0], self.dialect, now)
 
-        return await self._write(t, "upsert", row, body)
+        return await self._write(t, op, row, body)
 
     async def update(self, entity: Entity | str, row: dict[str, Any]) -> dict[str, Any]:
         """Replace the stored row with `row`. A `ttl` key resets the expiry; without it the expiry is kept."""
