@@ -124,7 +124,7 @@ def _stop_event() -> asyncio.Event:
     return stop
 
 
-async def run_worker(settings: Settings, *, with_admin: bool, store: Any | None = None) -> None:
+async def run_worker(settings: Settings, *, with_admin: bool) -> None:
     """A proxy worker (and, for a single-process node, the Admin API too)."""
     from servegate.plugins import load_all
     from servegate.proxy.server import ProxyServer
@@ -132,8 +132,7 @@ async def run_worker(settings: Settings, *, with_admin: bool, store: Any | None 
 
     load_all()  # plugin handlers must be registered before the first snapshot indexes plugin rows
     stop = _stop_event()
-    if store is None:
-        store = await open_ready_store(settings)
+    store = await open_ready_store(settings)
     holder = SnapshotHolder(await load_snapshot(store))
     feed = SnapshotFeed(store, holder, settings.db_update_frequency)
     feed.start()
