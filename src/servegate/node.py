@@ -95,25 +95,15 @@ class SnapshotFeed:
 
 
 async def start_admin(settings: Settings, store: Any, on_change: Any) -> Any:
-    from aiohttp import web
-
-    from servegate.admin import create_admin_app
-
+    """The Admin API's server on settings.admin_listen (None when `admin_listen = off`); stop it with
+    `await server.stop(grace_s)`."""
     if not settings.admin_listen:
         return None
-    app = create_admin_app(store, settings, on_change=on_change)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    for listen in settings.admin_listen:
-        ssl_ctx = None
-        if listen.ssl:
-            from servegate.proxy.tls import server_ssl_context
+    from servegate.admin import serve
 
-            ssl_ctx = server_ssl_context(settings)
-        site = web.TCPSite(runner, listen.host, listen.port, ssl_context=ssl_ctx, reuse_address=True)
-        await site.start()
+    server = await serve(store, settings, on_change=on_change)
     log.info("admin API listening on %s", ", ".join(str(x) for x in settings.admin_listen))
-    return runner
+    return server
 
 
 def _stop_event() -> asyncio.Event:
@@ -143,7 +133,7 @@ async def run_worker(settings: Settings, *, with_admin: bool) -> None:
     await stop.wait()
     log.info("stopping: finishing in-flight requests (up to %ss)", settings.graceful_timeout)
     if admin is not None:
-        await admin.cleanup()
+        await admin.stop(settings.graceful_timeout)
     await proxy.stop(settings.graceful_timeout)
     await feed.stop()
     await store.close()
@@ -175,7 +165,7 @@ async def run_master(settings: Settings, children: list[int]) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
     if admin is not None:
-        await admin.cleanup()
+        await admin.stop(settings.graceful_timeout)
     await store.close()
     deadline = time.monotonic() + settings.graceful_timeout + 5
     for pid in children:

@@ -1,4 +1,4 @@
-"""Admin API fixtures: the real aiohttp app on a loopback port over a fresh SQLite or PostgreSQL store."""
+"""Admin API fixtures: the real Admin server on a loopback port over a fresh SQLite or PostgreSQL store."""
 
 from __future__ import annotations
 
@@ -12,10 +12,9 @@ import aiohttp
 import asyncpg
 import pytest
 from admin_client import Admin
-from aiohttp import web
 
-from servegate.admin import create_admin_app
-from servegate.settings import load_settings
+from servegate.admin import serve
+from servegate.settings import Listen, load_settings
 from servegate.store import open_store_url
 
 PG_DSN = os.environ.get("SERVEGATE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -67,16 +66,12 @@ async def admin(store_url: str, tmp_path: Any) -> AsyncIterator[Admin]:
         if hooks.get("fail"):
             raise RuntimeError("snapshot rebuild failed")
 
-    app = create_admin_app(store, settings, on_change=on_change)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
+    server = await serve(store, settings, on_change=on_change, listen=[Listen("127.0.0.1", 0)])
+    host, port = server.addresses[0]
     session = aiohttp.ClientSession(auto_decompress=False)
     try:
         yield Admin(f"http://{host}:{port}", session, store, changes, hooks)
     finally:
         await session.close()
-        await runner.cleanup()
+        await server.stop(0)
         await store.close()

@@ -1,5 +1,6 @@
-"""Kong-compatible Admin API (aiohttp), generated from the entity declarations."""
+"""Kong-compatible Admin API, generated from the entity declarations, on our own small HTTP/1.1 server."""
 
-from servegate.admin.app import create_admin_app
+from servegate.admin.app import AdminApp, create_admin_app, serve
+from servegate.admin.server import AdminServer
 
-__all__ = ["create_admin_app"]
+__all__ = ["AdminApp", "AdminServer", "create_admin_app", "serve"]

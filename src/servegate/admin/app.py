@@ -1,20 +1,18 @@
-"""The Admin API application: one aiohttp catch-all route feeding our own Kong-style dispatcher."""
+"""The Admin API application: our HTTP server (`server.py`) feeding our own Kong-style dispatcher."""
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
-
-from aiohttp import web
 
 import servegate
 from servegate.admin.context import BODY_METHODS, AppState, Ctx, parse_query, read_body
 from servegate.admin.endpoints import add_entity_endpoints
+from servegate.admin.http import Request, Response
 from servegate.admin.info import add_info_endpoints
 from servegate.admin.responses import (
     Reply,
@@ -26,13 +24,12 @@ from servegate.admin.responses import (
 )
 from servegate.admin.routing import Match, PathTable
 from servegate.admin.schemas import add_schema_endpoints
+from servegate.admin.server import MAX_BODY_BYTES, AdminServer
 from servegate.schema.errors import DaoError
 
 log = logging.getLogger("servegate.admin")
 
-STATE_KEY = web.AppKey("servegate_admin_state", AppState)
-# Plugin configs and entity bodies are small; this bounds a hostile upload.
-MAX_BODY_BYTES = 8 * 1024 * 1024
+__all__ = ["MAX_BODY_BYTES", "AdminApp", "create_admin_app", "serve"]
 
 
 def _load_plugins() -> None:
@@ -54,31 +51,73 @@ def build_table() -> PathTable:
     return table
 
 
+class AdminApp:
+    """The request handler the server calls: Request in, Kong-shaped Response out (never raises)."""
+
+    def __init__(self, table: PathTable, state: AppState) -> None:
+        self.table = table
+        self.state = state
+
+    async def __call__(self, request: Request) -> Response:
+        return await _dispatch(self.table, self.state, request)
+
+
 def create_admin_app(
     store: Any,
     settings: Any,
     *,
     on_change: Callable[[], Awaitable[None]],
-) -> web.Application:
+) -> AdminApp:
     """Kong-compatible Admin API over `store`; `on_change` is awaited after every successful write."""
     _load_plugins()
-    table = build_table()
     state = AppState(store=store, settings=settings, on_change=on_change, node_id=str(uuid.uuid4()))
-    app = web.Application(client_max_size=MAX_BODY_BYTES)
-    app[STATE_KEY] = state
-    app.router.add_route("*", "/{tail:.*}", functools.partial(_dispatch, table, state))
-    return app
+    return AdminApp(build_table(), state)
 
 
-async def _dispatch(table: PathTable, state: AppState, request: web.Request) -> web.StreamResponse:
+async def serve(
+    store: Any,
+    settings: Any,
+    *,
+    on_change: Callable[[], Awaitable[None]],
+    listen: Sequence[Any] | None = None,
+) -> AdminServer:
+    """Start the Admin API on `listen` (default: settings.admin_listen); returns the running server.
+
+    Each listen item has `host`, `port` (0 picks a free one; see `AdminServer.addresses`) and `ssl`.
+    Stop it with `await server.stop(grace_s)`.
+    """
+    app = create_admin_app(store, settings, on_change=on_change)
+    server = AdminServer(
+        app,
+        header_timeout=float(getattr(settings, "client_header_timeout_s", 60)),
+        keepalive_timeout=float(getattr(settings, "keepalive_timeout_s", 75)),
+        max_head=int(getattr(settings, "client_max_header_bytes", 32768) or 32768),
+    )
+    ssl_ctx = None
+    try:
+        for item in settings.admin_listen if listen is None else listen:
+            ctx = None
+            if item.ssl:
+                if ssl_ctx is None:
+                    from servegate.proxy.tls import server_ssl_context
+
+                    ssl_ctx = server_ssl_context(settings)
+                ctx = ssl_ctx
+            await server.listen(item.host, item.port, ssl=ctx)
+    except BaseException:
+        await server.stop(0)
+        raise
+    return server
+
+
+async def _dispatch(table: PathTable, state: AppState, request: Request) -> Response:
     started = time.perf_counter()
     counters = state.counters
     counters["total_requests"] = counters.get("total_requests", 0) + 1
     counters["in_flight"] = counters.get("in_flight", 0) + 1
-    _count_connection(state, request)
     pattern = "?"
     try:
-        match = table.match(request.raw_path)
+        match = table.match(request.path)
         if match is None:
             raise not_found()
         pattern = match.endpoint.path
@@ -90,8 +129,6 @@ async def _dispatch(table: PathTable, state: AppState, request: web.Request) -> 
             # The message of a database error may quote values; log only its class of failure.
             log.error("admin %s %s: database error (code %s)", request.method, pattern, e.code)
         resp = dao_error_reply(e)
-    except web.HTTPException as e:  # e.g. body over client_max_size
-        resp = message_reply(e.status, e.reason)
     except asyncio.CancelledError:
         raise
     except Exception:
@@ -104,7 +141,7 @@ async def _dispatch(table: PathTable, state: AppState, request: web.Request) -> 
     return resp
 
 
-async def _handle(state: AppState, request: web.Request, match: Match) -> web.StreamResponse:
+async def _handle(state: AppState, request: Request, match: Match) -> Response:
     endpoint = match.endpoint
     method = request.method
     if method == "OPTIONS":
@@ -123,18 +160,7 @@ async def _handle(state: AppState, request: web.Request, match: Match) -> web.St
     return await handler(ctx)
 
 
-def _count_connection(state: AppState, request: web.Request) -> None:
-    proto = request.protocol
-    try:
-        if proto in state.seen:
-            return
-        state.seen.add(proto)
-    except TypeError:  # not weak-referenceable: count nothing rather than leak
-        return
-    state.counters["connections_seen"] = state.counters.get("connections_seen", 0) + 1
-
-
-def _decorate(request: web.Request, resp: web.StreamResponse, started: float) -> None:
+def _decorate(request: Request, resp: Response, started: float) -> None:
     headers = resp.headers
     headers["Server"] = servegate.SERVER_TOKEN
     headers["X-Kong-Admin-Latency"] = str(int((time.perf_counter() - started) * 1000))

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import copy
 import logging
-import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
-from aiohttp import BodyPartReader, web
 
+from servegate.admin.http import Request
 from servegate.admin.responses import Reply, bad_request, empty_reply
 from servegate.schema.coerce import TooManyArguments, coerce, decode_form
 from servegate.schema.fields import Entity
@@ -31,13 +30,11 @@ class AppState:
     on_change: Callable[[], Awaitable[None]]
     node_id: str
     counters: dict[str, int] = field(default_factory=dict)
-    # connections (request protocol objects) already counted in connections_seen
-    seen: weakref.WeakSet[Any] = field(default_factory=weakref.WeakSet)
 
 
 @dataclass
 class Ctx:
-    request: web.Request
+    request: Request
     state: AppState
     params: dict[str, str]
     raw_params: dict[str, str]
@@ -86,8 +83,8 @@ class Ctx:
         return name if isinstance(name, str) else None
 
 
-def parse_query(request: web.Request) -> list[tuple[str, str]]:
-    raw = request.rel_url.raw_query_string
+def parse_query(request: Request) -> list[tuple[str, str]]:
+    raw = request.query_string
     if not raw:
         return []
     pairs = parse_qsl(raw, keep_blank_values=True, encoding="utf-8", errors="surrogateescape")
@@ -101,13 +98,13 @@ async def read_body(ctx: Ctx) -> None:
     request = ctx.request
     ctype = request.headers.get("Content-Type")
     if ctype is None:
-        if await request.read():
+        if request.body:
             raise Reply(empty_reply(415))
         return
     media = ctype.split(";", 1)[0].strip().lower()
     if media.startswith("application/json"):
         try:
-            value = orjson.loads(await request.read())
+            value = orjson.loads(request.body)
         except orjson.JSONDecodeError:
             raise bad_request("Cannot parse JSON body") from None
         if not isinstance(value, dict):
@@ -117,11 +114,11 @@ async def read_body(ctx: Ctx) -> None:
     if media not in _FORM_TYPES:
         raise Reply(empty_reply(415))
     if media == "application/x-www-form-urlencoded":
-        text = (await request.read()).decode("utf-8", "replace")
+        text = request.body.decode("utf-8", "replace")
         pairs = parse_qsl(text, keep_blank_values=True) if text else []
         ctx.body_kind, ctx.form_body = "form", _decode_pairs(pairs, {})
         return
-    pairs, typed = await _read_multipart(request)
+    pairs, typed = _read_multipart(request.body, ctype)
     ctx.body_kind, ctx.form_body = "form", _decode_pairs(pairs, typed)
 
 
@@ -137,35 +134,32 @@ def _decode_pairs(pairs: list[tuple[str, str]], typed: dict[str, Any]) -> dict[s
     return data
 
 
-async def _read_multipart(request: web.Request) -> tuple[list[tuple[str, str]], dict[str, Any]]:
+def _read_multipart(body: bytes, ctype: str) -> tuple[list[tuple[str, str]], dict[str, Any]]:
     pairs: list[tuple[str, str]] = []
     typed: dict[str, Any] = {}
-    if not request.can_read_body:
+    if not body:  # no body at all: no arguments, as for an empty form
         return pairs, typed
+    from servegate.admin import multipart  # only on multipart writes, never on the idle path
+
     try:
-        reader = await request.multipart()
-        while True:
-            part = await reader.next()
-            if part is None:
-                break
-            if not isinstance(part, BodyPartReader) or not part.name:
-                continue
-            data = await part.read(decode=True)
-            ptype = (part.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
-            if ptype == "application/json":
-                try:
-                    typed[part.name] = orjson.loads(data)
-                except orjson.JSONDecodeError:
-                    raise bad_request("Cannot parse JSON body") from None
-            else:
-                try:
-                    text = data.decode(part.get_charset("utf-8"), "replace")
-                except LookupError:  # unknown charset label
-                    text = data.decode("utf-8", "replace")
-                pairs.append((part.name, text))
-            if len(pairs) + len(typed) > MAX_ARGS:
-                raise bad_request("Too many arguments")
-    except (ValueError, AssertionError):
-        # malformed multipart (bad boundary): nothing usable in it
+        parts = multipart.parse(body, ctype)
+    except multipart.MultipartError:
         raise bad_request("Cannot parse multipart body") from None
+    for part in parts:
+        # Nested multipart parts are not form fields (a file list, by RFC 2388); unnamed ones name nothing.
+        if not part.name or part.content_type.startswith("multipart/"):
+            continue
+        if part.content_type == "application/json":
+            try:
+                typed[part.name] = orjson.loads(part.data)
+            except orjson.JSONDecodeError:
+                raise bad_request("Cannot parse JSON body") from None
+        else:
+            try:
+                text = part.data.decode(part.charset or "utf-8", "replace")
+            except LookupError:  # unknown charset label
+                text = part.data.decode("utf-8", "replace")
+            pairs.append((part.name, text))
+        if len(pairs) + len(typed) > MAX_ARGS:
+            raise bad_request("Too many arguments")
     return pairs, typed

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiohttp import web
-
 from servegate.admin.context import Ctx
+from servegate.admin.http import Response
 from servegate.admin.lookup import Row, find, fk_id, is_uuid, resolve_foreign_keys
 from servegate.admin.paging import list_body, next_link, page_args
 from servegate.admin.responses import (
@@ -106,7 +105,7 @@ def _child_of(child: Row, fk_field: str, parent: Row) -> Row:
     return child
 
 
-def _ok(entity: Entity, row: Row, status: int = 200) -> web.Response:
+def _ok(entity: Entity, row: Row, status: int = 200) -> Response:
     return json_reply(status, _output(entity, row))
 
 
@@ -115,7 +114,7 @@ def _ok(entity: Entity, row: Row, status: int = 200) -> web.Response:
 
 
 def collection_get(entity: Entity, parent: Entity | None = None, fk_field: str | None = None) -> Handler:
-    async def handler(ctx: Ctx) -> web.Response:
+    async def handler(ctx: Ctx) -> Response:
         filters: dict[str, Any] = {}
         base = f"/{entity.collection}"
         if parent is not None and fk_field is not None:
@@ -144,7 +143,7 @@ def collection_get(entity: Entity, parent: Entity | None = None, fk_field: str |
     return handler
 
 
-async def _list_by_unique(ctx: Ctx, entity: Entity, field: str) -> web.Response:
+async def _list_by_unique(ctx: Ctx, entity: Entity, field: str) -> Response:
     value = ctx.query_first(field)
     if not value:
         raise bad_request(f"{field} must be an unempty string")
@@ -154,7 +153,7 @@ async def _list_by_unique(ctx: Ctx, entity: Entity, field: str) -> web.Response:
 
 
 def collection_post(entity: Entity, parent: Entity | None = None, fk_field: str | None = None) -> Handler:
-    async def handler(ctx: Ctx) -> web.Response:
+    async def handler(ctx: Ctx) -> Response:
         forced: dict[str, Any] = {}
         if parent is not None and fk_field is not None:
             prow = await _must_find(ctx, parent, ctx.params[parent.name])
@@ -171,14 +170,14 @@ def collection_post(entity: Entity, parent: Entity | None = None, fk_field: str 
 
 
 def entity_get(entity: Entity) -> Handler:
-    async def handler(ctx: Ctx) -> web.Response:
+    async def handler(ctx: Ctx) -> Response:
         return _ok(entity, await _must_find(ctx, entity, ctx.params[entity.name]))
 
     return handler
 
 
 def entity_put(entity: Entity) -> Handler:
-    async def handler(ctx: Ctx) -> web.Response:
+    async def handler(ctx: Ctx) -> Response:
         key = ctx.params[entity.name]
         existing = await find(ctx.store, entity, key)
         args = ctx.body_args(entity, plugin_name=_plugin_name(entity, ctx, existing))
@@ -188,7 +187,7 @@ def entity_put(entity: Entity) -> Handler:
 
 
 def entity_patch(entity: Entity) -> Handler:
-    async def handler(ctx: Ctx) -> web.Response:
+    async def handler(ctx: Ctx) -> Response:
         key = ctx.params[entity.name]
         existing = await find(ctx.store, entity, key)
         if existing is None:
@@ -202,7 +201,7 @@ def entity_patch(entity: Entity) -> Handler:
 
 
 def entity_delete(entity: Entity) -> Handler:
-    async def handler(ctx: Ctx) -> web.Response:
+    async def handler(ctx: Ctx) -> Response:
         row = await find(ctx.store, entity, ctx.params[entity.name])
         if row is not None:
             await delete(ctx, entity, row)
@@ -216,7 +215,7 @@ def entity_delete(entity: Entity) -> Handler:
 
 
 def nested_get(parent: Entity, entity: Entity, fk_field: str) -> Handler:
-    async def handler(ctx: Ctx) -> web.Response:
+    async def handler(ctx: Ctx) -> Response:
         prow = await _must_find(ctx, parent, ctx.params[parent.name])
         row = _child_of(await _must_find(ctx, entity, ctx.params[entity.name]), fk_field, prow)
         return _ok(entity, row)
@@ -225,7 +224,7 @@ def nested_get(parent: Entity, entity: Entity, fk_field: str) -> Handler:
 
 
 def nested_put(parent: Entity, entity: Entity, fk_field: str) -> Handler:
-    async def handler(ctx: Ctx) -> web.Response:
+    async def handler(ctx: Ctx) -> Response:
         prow = await _must_find(ctx, parent, ctx.params[parent.name])
         key = ctx.params[entity.name]
         existing = await find(ctx.store, entity, key)
@@ -237,7 +236,7 @@ def nested_put(parent: Entity, entity: Entity, fk_field: str) -> Handler:
 
 
 def nested_patch(parent: Entity, entity: Entity, fk_field: str) -> Handler:
-    async def handler(ctx: Ctx) -> web.Response:
+    async def handler(ctx: Ctx) -> Response:
         prow = await _must_find(ctx, parent, ctx.params[parent.name])
         row = _child_of(await _must_find(ctx, entity, ctx.params[entity.name]), fk_field, prow)
         args = ctx.body_args(entity, plugin_name=_plugin_name(entity, ctx, row))
@@ -249,7 +248,7 @@ def nested_patch(parent: Entity, entity: Entity, fk_field: str) -> Handler:
 
 
 def nested_delete(parent: Entity, entity: Entity, fk_field: str) -> Handler:
-    async def handler(ctx: Ctx) -> web.Response:
+    async def handler(ctx: Ctx) -> Response:
         prow = await _must_find(ctx, parent, ctx.params[parent.name])
         row = _child_of(await _must_find(ctx, entity, ctx.params[entity.name]), fk_field, prow)
         await delete(ctx, entity, row)
@@ -270,7 +269,7 @@ async def _referenced(ctx: Ctx, entity: Entity, fk_field: str, ref: Entity) -> t
 
 
 def foreign_get(entity: Entity, fk_field: str, ref: Entity) -> Handler:
-    async def handler(ctx: Ctx) -> web.Response:
+    async def handler(ctx: Ctx) -> Response:
         _, target = await _referenced(ctx, entity, fk_field, ref)
         if target is None:
             raise not_found()
@@ -280,7 +279,7 @@ def foreign_get(entity: Entity, fk_field: str, ref: Entity) -> Handler:
 
 
 def foreign_patch(entity: Entity, fk_field: str, ref: Entity) -> Handler:
-    async def handler(ctx: Ctx) -> web.Response:
+    async def handler(ctx: Ctx) -> Response:
         _, target = await _referenced(ctx, entity, fk_field, ref)
         if target is None:
             raise not_found()
@@ -291,7 +290,7 @@ def foreign_patch(entity: Entity, fk_field: str, ref: Entity) -> Handler:
 
 
 def foreign_put(entity: Entity, fk_field: str, ref: Entity) -> Handler:
-    async def handler(ctx: Ctx) -> web.Response:
+    async def handler(ctx: Ctx) -> Response:
         row, target = await _referenced(ctx, entity, fk_field, ref)
         ref_id = fk_id(row, fk_field)
         args = ctx.body_args(ref, plugin_name=_plugin_name(ref, ctx, target))
@@ -309,7 +308,7 @@ def foreign_put(entity: Entity, fk_field: str, ref: Entity) -> Handler:
 
 
 def foreign_delete(entity: Entity, fk_field: str, ref: Entity) -> Handler:
-    async def handler(ctx: Ctx) -> web.Response:
+    async def handler(ctx: Ctx) -> Response:
         row = await _must_find(ctx, entity, ctx.params[entity.name])
         if fk_id(row, fk_field) is None:
             raise not_found()

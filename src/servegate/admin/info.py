@@ -8,10 +8,9 @@ import platform
 import socket
 from typing import Any
 
-from aiohttp import web
-
 import servegate
 from servegate.admin.context import Ctx
+from servegate.admin.http import Response
 from servegate.admin.lookup import admin_entities
 from servegate.admin.paging import list_body, next_link, parse_size
 from servegate.admin.responses import json_reply, message_reply
@@ -38,7 +37,7 @@ def _configuration(settings: Any) -> dict[str, Any]:
     return {}
 
 
-async def root(ctx: Ctx) -> web.Response:
+async def root(ctx: Ctx) -> Response:
     names: list[str] = []
     for row in await ctx.store.all("plugins"):
         if row.get("name") not in names:
@@ -59,7 +58,7 @@ async def root(ctx: Ctx) -> web.Response:
     return json_reply(200, body)
 
 
-async def status(ctx: Ctx) -> web.Response:
+async def status(ctx: Ctx) -> Response:
     try:
         await ctx.store.config_version()
         reachable = True
@@ -72,27 +71,28 @@ async def status(ctx: Ctx) -> web.Response:
 def server_counters(ctx: Ctx) -> dict[str, int]:
     """Admin listener counters in nginx stub_status names (what this process can observe)."""
     counters = ctx.state.counters
-    manager = getattr(ctx.request.protocol, "_manager", None)
-    active = len(getattr(manager, "connections", ()) or ())
+    server = getattr(ctx.request.conn, "server", None)  # the AdminServer the request came through
+    active = len(server.conns) if server is not None else 0
+    accepted = server.accepted if server is not None else 0
+    reading = server.reading() if server is not None else 0
     in_flight = counters.get("in_flight", 0)
-    accepted = counters.get("connections_seen", 0)
     return {
         "connections_accepted": accepted,
         "connections_handled": accepted,
         "connections_active": active,
-        "connections_reading": 0,
+        "connections_reading": reading,
         "connections_writing": in_flight,
-        "connections_waiting": max(active - in_flight, 0),
+        "connections_waiting": max(active - reading - in_flight, 0),
         "total_requests": counters.get("total_requests", 0),
     }
 
 
-async def plugins_enabled(ctx: Ctx) -> web.Response:
+async def plugins_enabled(ctx: Ctx) -> Response:
     return json_reply(200, {"enabled_plugins": list(enabled_plugins())})
 
 
 def endpoints_handler(table: PathTable) -> Any:
-    async def handler(ctx: Ctx) -> web.Response:
+    async def handler(ctx: Ctx) -> Response:
         # Segment-wise order, as Kong sorts: "/" compares lower than any character.
         paths = sorted(table.paths(), key=lambda p: p.replace("/", "\x00"))
         return json_reply(200, {"data": paths})
@@ -113,7 +113,7 @@ async def _tag_rows(ctx: Ctx, tag: str | None) -> list[dict[str, Any]]:
     return rows
 
 
-async def _tags_page(ctx: Ctx, tag: str | None, base: str) -> web.Response:
+async def _tags_page(ctx: Ctx, tag: str | None, base: str) -> Response:
     size = parse_size(ctx.query_first("size"))
     rows = await _tag_rows(ctx, tag)
     offset = ctx.query_first("offset")
@@ -128,11 +128,11 @@ async def _tags_page(ctx: Ctx, tag: str | None, base: str) -> web.Response:
     return json_reply(200, list_body(page, next_offset, next_link(base, next_offset)))
 
 
-async def tags(ctx: Ctx) -> web.Response:
+async def tags(ctx: Ctx) -> Response:
     return await _tags_page(ctx, None, "/tags")
 
 
-async def tag(ctx: Ctx) -> web.Response:
+async def tag(ctx: Ctx) -> Response:
     value = ctx.params["tags"]
     if has_invalid_utf8(value):
         pos = next(i for i, ch in enumerate(value) if "\udc80" <= ch <= "\udcff")

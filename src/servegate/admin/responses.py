@@ -5,28 +5,26 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from aiohttp import web
 
+from servegate.admin.http import Response
 from servegate.schema.errors import DATABASE_ERROR, DaoError
 
 JSON_TYPE = "application/json; charset=utf-8"
 
 
-def json_reply(status: int, body: Any) -> web.Response:
-    resp = web.Response(status=status, body=orjson.dumps(body))
-    resp.headers["Content-Type"] = JSON_TYPE
-    return resp
+def json_reply(status: int, body: Any) -> Response:
+    return Response(status, orjson.dumps(body), {"Content-Type": JSON_TYPE})
 
 
-def message_reply(status: int, message: str) -> web.Response:
+def message_reply(status: int, message: str) -> Response:
     return json_reply(status, {"message": message})
 
 
-def empty_reply(status: int) -> web.Response:
-    return web.Response(status=status)
+def empty_reply(status: int) -> Response:
+    return Response(status)
 
 
-def dao_error_reply(err: DaoError) -> web.Response:
+def dao_error_reply(err: DaoError) -> Response:
     if err.code == DATABASE_ERROR:
         return message_reply(500, "An unexpected error occurred")
     return json_reply(err.http_status, err.to_json())
@@ -35,7 +33,7 @@ def dao_error_reply(err: DaoError) -> web.Response:
 class Reply(Exception):
     """Raised anywhere in a handler to end the request with this response (404 parent, 415...)."""
 
-    def __init__(self, response: web.Response) -> None:
+    def __init__(self, response: Response) -> None:
         super().__init__(response.status)
         self.response = response
 

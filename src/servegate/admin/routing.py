@@ -1,9 +1,8 @@
 """Path table for the Admin API: segment patterns, percent-decoding, literal-first matching.
 
-aiohttp's own router is not used for dispatch because Kong's rules differ from it: keys are matched after
-percent-decoding each segment, a trailing slash is tolerated, literal segments win over parameters
-(`/plugins/enabled` before `/plugins/{plugins}`), and unknown paths vs. known paths with a wrong method
-must give distinct Kong bodies.
+Our own table because Kong's rules differ from generic web routers: keys are matched after percent-decoding
+each segment, a trailing slash is tolerated, literal segments win over parameters (`/plugins/enabled` before
+`/plugins/{plugins}`), and unknown paths vs. known paths with a wrong method must give distinct Kong bodies.
 """
 
 from __future__ import annotations
@@ -13,12 +12,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import unquote_to_bytes
 
-from aiohttp import web
-
 if TYPE_CHECKING:
     from servegate.admin.context import Ctx
+    from servegate.admin.http import Response
 
-Handler = Callable[["Ctx"], Awaitable[web.Response]]
+Handler = Callable[["Ctx"], Awaitable["Response"]]
 
 
 @dataclass

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiohttp import web
-
 from servegate.admin.context import Ctx
+from servegate.admin.http import Response
 from servegate.admin.lookup import entity_named
 from servegate.admin.responses import json_reply, message_reply
 from servegate.admin.routing import PathTable
@@ -82,7 +81,7 @@ def plugin_json(name: str) -> dict[str, Any] | None:
     return {"name": name, "fields": fields, "entity_checks": []}
 
 
-async def get_entity_schema(ctx: Ctx) -> web.Response:
+async def get_entity_schema(ctx: Ctx) -> Response:
     name = ctx.params["name"]
     entity = entity_named(name)
     if entity is None:
@@ -90,7 +89,7 @@ async def get_entity_schema(ctx: Ctx) -> web.Response:
     return json_reply(200, entity_json(entity))
 
 
-async def get_plugin_schema(ctx: Ctx) -> web.Response:
+async def get_plugin_schema(ctx: Ctx) -> Response:
     name = ctx.params["name"]
     body = plugin_json(name)
     if body is None:
@@ -98,7 +97,7 @@ async def get_plugin_schema(ctx: Ctx) -> web.Response:
     return json_reply(200, body)
 
 
-async def get_plugin_config_schema(ctx: Ctx) -> web.Response:
+async def get_plugin_config_schema(ctx: Ctx) -> Response:
     name = ctx.params["name"]
     plugin = get_plugin(name)
     if plugin is None:
@@ -106,7 +105,7 @@ async def get_plugin_config_schema(ctx: Ctx) -> web.Response:
     return json_reply(200, {**field_json(plugin.config), "required": True})
 
 
-def _validate(ctx: Ctx, entity: Entity) -> web.Response:
+def _validate(ctx: Ctx, entity: Entity) -> Response:
     plugin_name = ctx.body_plugin_name() if entity.subschema_key == "name" else None
     args = ctx.body_args(entity, plugin_name=plugin_name)
     try:
@@ -118,7 +117,7 @@ def _validate(ctx: Ctx, entity: Entity) -> web.Response:
     return message_reply(200, "schema validation successful")
 
 
-async def validate_entity(ctx: Ctx) -> web.Response:
+async def validate_entity(ctx: Ctx) -> Response:
     name = ctx.params["db_entity_name"]
     entity = entity_named(name)
     if entity is None:
@@ -126,7 +125,7 @@ async def validate_entity(ctx: Ctx) -> web.Response:
     return _validate(ctx, entity)
 
 
-async def validate_plugin(ctx: Ctx) -> web.Response:
+async def validate_plugin(ctx: Ctx) -> Response:
     entity = entity_named("plugins")
     assert entity is not None
     return _validate(ctx, entity)
