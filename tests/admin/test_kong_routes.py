@@ -54,7 +54,7 @@ async def test_options_405_404(admin: Admin) -> None:
     assert r.headers["Allow"] == r.headers["Access-Control-Allow-Methods"] == "GET, HEAD, OPTIONS"
     assert r.headers["Access-Control-Allow-Headers"] == "Content-Type"
     assert r.headers["Access-Control-Allow-Origin"] == "*"
-    # (an unknown method token such as GEEEET is refused with 400 by aiohttp's HTTP parser itself)
+    # (an unknown method token such as GEEEET is refused with 400 by the server's HTTP parser itself)
     for method in ("POST", "PUT", "DELETE", "PATCH"):
         assert await admin.ok(method, "/", 405, json={}) == {"message": "Method not allowed"}
     r = await admin.request("HEAD", "/non-existing")
