@@ -9,7 +9,7 @@ from typing import Any
 
 from proxy_support import route, service
 
-from servegate.proxy.headers import VIA_TOKEN, HeaderView, downstream_head, upstream_head
+from servegate.proxy.headers import REQ_SKIP, VIA_TOKEN, HeaderView, downstream_head, upstream_head
 from servegate.proxy.phases import _encoded
 from servegate.proxy.prep import PrepCache
 from servegate.snapshot import build_snapshot
@@ -44,7 +44,7 @@ def test_upstream_head_hop_by_hop_cleared_and_appended() -> None:
                   (b"Via", b"1.0 a"), (b"X-Forwarded-Proto", b"https"), (b"X-Secret", b"s"), (b"Accept", b"*/*"),
                   (b"TE", b"trailers"))
     for has_connection in (True, None):  # told by the caller, or found by looking
-        head = up(headers, cleared=frozenset({b"x-secret"}), set_headers=[(b"X-Consumer-ID", b"c1")],
+        head = up(headers, drop=REQ_SKIP | {b"x-secret"}, set_headers=[(b"X-Consumer-ID", b"c1")],
                   client_te_trailers=True, fwd_prefix=b"/v1", has_connection=has_connection)
         lines = head.split(b"\r\n")
         assert b"X-Hop: 1" not in lines and b"X-Secret: s" not in lines and b"Accept: */*" in lines
@@ -84,7 +84,7 @@ def test_downstream_head_plain() -> None:
 def test_downstream_head_rewrites() -> None:
     head, close = down([(b"Connection", b"close, X-Hop"), (b"X-Hop", b"1"), (b"Server", b"up"), (b"Via", b"1.0 b"),
                         (b"Transfer-Encoding", b"chunked"), (b"Keep-Alive", b"timeout=5")],
-                       strip_chunked=True, extra=[(b"X-RateLimit-Limit-Minute", b"5")])
+                       strip_chunked=True, extra=b"X-RateLimit-Limit-Minute: 5\r\n")
     lines = head.split(b"\r\n")
     assert not close
     assert b"X-Hop: 1" not in lines and b"Transfer-Encoding: chunked" not in lines
@@ -135,10 +135,10 @@ def test_prep_cache_follows_snapshot() -> None:
 
 def test_encoded_upstream_headers() -> None:
     headers = {"x-consumer-id": ("X-Consumer-ID", "c1"), "x-anonymous-consumer": ("X-Anonymous-Consumer", None)}
-    set_headers, cleared = _encoded(headers)
+    set_headers, drop = _encoded(headers)
     assert set_headers == [(b"X-Consumer-ID", b"c1")]
-    assert cleared == frozenset({b"x-consumer-id", b"x-anonymous-consumer"})
-    assert _encoded(dict(headers)) == (set_headers, cleared)
+    assert drop == REQ_SKIP | {b"x-consumer-id", b"x-anonymous-consumer"}
+    assert _encoded(dict(headers)) == (set_headers, drop)
     other, _ = _encoded({"x-consumer-id": ("X-Consumer-ID", "c2")})
     assert other == [(b"X-Consumer-ID", b"c2")]
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, NoReturn
 from urllib.parse import quote, unquote_plus
 
+from mypy_extensions import mypyc_attr
+
 from servegate.schema.fields import Field
 
 # kong.response.error's message for a status when the caller gave none (kong-compat §5.5).
@@ -72,7 +74,7 @@ class Context:
         "method", "path", "raw_query", "headers", "client_ip", "scheme", "route", "service",
         "request_id", "consumer", "credential",
         "upstream_headers", "upstream_query", "upstream_body", "response_headers",
-        "response_status", "downstream_headers", "shared", "collected",
+        "response_status", "downstream_headers", "shared", "collected", "upstream_preset",
         "_query", "_body", "_read_body",
     )
 
@@ -103,6 +105,9 @@ class Context:
         self.consumer: Mapping[str, Any] | None = None
         self.credential: Mapping[str, Any] | None = None
         self.upstream_headers: dict[str, tuple[str, str | None]] | None = None
+        # The preset that filled upstream_headers, while nothing else changed them (lets the proxy reuse
+        # the preset's encoded bytes instead of encoding per request).
+        self.upstream_preset: HeaderPreset | None = None
         self.upstream_query: str | None = None
         self.upstream_body: bytes | None = None
         self.response_headers: list[tuple[str, str]] | None = None
@@ -148,6 +153,14 @@ class Context:
             self.upstream_headers = {}
         self.upstream_headers[name.lower()] = (name, None)
 
+    def apply_upstream_preset(self, preset: HeaderPreset) -> None:
+        """set/clear every header of `preset` (same result as the single calls, in its order)."""
+        if self.upstream_headers is None:
+            self.upstream_headers = dict(preset.items)
+            self.upstream_preset = preset
+        else:
+            self.upstream_headers.update(preset.items)
+
     def set_query(self, args: Mapping[str, QueryValue]) -> None:
         """Replace the upstream query string with `args` (encoded like ngx.encode_args)."""
         self.upstream_query = encode_query(args)
@@ -165,6 +178,17 @@ class Context:
     def exit(self, status: int, message: str | None = None,
              headers: Mapping[str, str] | None = None) -> NoReturn:
         raise Exit(status, message, headers)
+
+
+class HeaderPreset:
+    """A fixed set of upstream header changes a plugin applies as one (e.g. key-auth's consumer headers),
+    built once per snapshot. `encoded` is the proxy's cache of its wire form."""
+
+    __slots__ = ("items", "encoded")
+
+    def __init__(self, changes: list[tuple[str, str | None]]) -> None:
+        self.items: dict[str, tuple[str, str | None]] = {name.lower(): (name, value) for name, value in changes}
+        self.encoded: Any = None
 
 
 def parse_query(raw: str) -> dict[str, QueryValue]:
@@ -230,6 +254,8 @@ class Lookups:
         return self._by_username.get(ref)
 
 
+# Compiled builds (mypyc) must still accept plugins written as plain Python classes.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Plugin:
     """A bundled plugin: a name, a PRIORITY, a config schema and phase hooks.
 
@@ -251,9 +277,11 @@ class Plugin:
     # Aliases echoed on output: name -> path inside config.
     config_echo: ClassVar[dict[str, tuple[str, ...]]] = {}
 
-    access: Callable[[Context, Any], HookResult] | None = None
-    header_filter: Callable[[Context, Any], HookResult] | None = None
-    log: Callable[[Context, Any], HookResult] | None = None
+    # ClassVars, not instance attributes: compiled (mypyc) classes would otherwise give every instance a
+    # None attribute that hides the subclass's method.
+    access: ClassVar[Callable[..., HookResult] | None] = None
+    header_filter: ClassVar[Callable[..., HookResult] | None] = None
+    log: ClassVar[Callable[..., HookResult] | None] = None
 
     def compile(self, row: Mapping[str, Any], lookups: Lookups) -> Any:
         return row.get("config")

@@ -10,7 +10,7 @@ from typing import Any
 from servegate import KONG_VERSION
 from servegate.plugins import body as body_codec
 from servegate.plugins import register
-from servegate.plugins.base import Context, Lookups, Plugin
+from servegate.plugins.base import Context, HeaderPreset, Lookups, Plugin
 from servegate.schema import checks
 from servegate.schema.fields import Field
 
@@ -41,6 +41,10 @@ CONFIG = Field(
 )
 
 
+# (stored key as bytes, consumer or None when the key can never be valid, credential, consumer headers)
+_Known = tuple[bytes, Mapping[str, Any] | None, Mapping[str, Any], HeaderPreset | None]
+
+
 class _Fail(Exception):  # noqa: N818 - internal signal: authentication failed with a 401 message
     def __init__(self, message: str) -> None:
         self.message = message
@@ -48,9 +52,10 @@ class _Fail(Exception):  # noqa: N818 - internal signal: authentication failed w
 
 class KeyAuthConf:
     __slots__ = ("names", "hide", "anonymous", "in_header", "in_query", "in_body",
-                 "run_on_preflight", "www_auth", "lookups", "expiry")
+                 "run_on_preflight", "www_auth", "lookups", "expiry", "known")
 
-    def __init__(self, config: Mapping[str, Any], lookups: Lookups, expiry: Mapping[str, float]) -> None:
+    def __init__(self, config: Mapping[str, Any], lookups: Lookups, expiry: Mapping[str, float],
+                 known: dict[str, _Known]) -> None:
         # (name as configured, header to look up, fallback header with '_' as '-')
         self.names = tuple(
             (n, n.lower(), n.lower().replace("_", "-") if "_" in n else None)
@@ -66,6 +71,8 @@ class KeyAuthConf:
         self.www_auth = f'Key realm="{realm}"' if realm is not None else "Key"
         self.lookups = lookups
         self.expiry = expiry
+        # key -> what it resolves to in this snapshot; shared by every key-auth instance of the snapshot
+        self.known = known
 
 
 def _credential_expiry(lookups: Lookups) -> dict[str, float]:
@@ -92,7 +99,8 @@ class KeyAuth(Plugin):
         expiry = lookups.derived.get("key-auth:expiry")
         if expiry is None:
             expiry = lookups.derived["key-auth:expiry"] = _credential_expiry(lookups)
-        return KeyAuthConf(row.get("config") or {}, lookups, expiry)
+        known = lookups.derived.setdefault("key-auth:known", {})
+        return KeyAuthConf(row.get("config") or {}, lookups, expiry, known)
 
     def access(self, ctx: Context, conf: KeyAuthConf) -> Awaitable[None] | None:  # type: ignore[override]
         if not conf.run_on_preflight and ctx.method == "OPTIONS":
@@ -113,19 +121,19 @@ class KeyAuth(Plugin):
     def _run(self, ctx: Context, conf: KeyAuthConf, body: dict[str, Any] | None,
              raw_body: tuple[str | None, bytes] | None) -> None:
         try:
-            consumer, credential = self._authenticate(ctx, conf, body, raw_body)
+            consumer, credential, preset = self._authenticate(ctx, conf, body, raw_body)
         except _Fail as fail:
             if conf.anonymous is None:
                 ctx.exit(401, fail.message, {"WWW-Authenticate": conf.www_auth})
             anon = conf.lookups.consumer_by_id_or_username(conf.anonymous)
             if anon is None:
                 ctx.exit(500)
-            _set_consumer(ctx, anon, None)
+            _set_consumer(ctx, anon, None, _preset(anon, None))
             return
-        _set_consumer(ctx, consumer, credential)
+        _set_consumer(ctx, consumer, credential, preset)
 
     def _authenticate(self, ctx: Context, conf: KeyAuthConf, body: dict[str, Any] | None,
-                      raw_body: tuple[str | None, bytes] | None) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
+                      raw_body: tuple[str | None, bytes] | None) -> tuple[Mapping[str, Any], Mapping[str, Any], HeaderPreset]:
         key: str | None = None
         headers = ctx.headers
         for name, hname, alt in conf.names:
@@ -155,20 +163,38 @@ class KeyAuth(Plugin):
         # probe takes does not depend on how much of a guessed key matches a stored one; string
         # equality (a memcmp) only runs on a full 64-bit keyed-hash match. The hit is confirmed
         # with compare_digest so that the final comparison is constant-time as well.
-        cred = conf.lookups.credentials_by_key.get(key)
-        if cred is None or not hmac.compare_digest(str(cred.get("key", "")).encode(), key.encode()):
-            raise _Fail(ERR_INVALID)
-        if cred.get("ttl") == 0:
+        known = conf.known
+        entry = known.get(key)
+        if entry is None:
+            cred = conf.lookups.credentials_by_key.get(key)
+            if cred is None:
+                raise _Fail(ERR_INVALID)
+            entry = _known(conf, key, cred)
+        key_bytes, consumer, cred, preset = entry
+        if not hmac.compare_digest(key_bytes, key.encode()) or consumer is None or preset is None:
             raise _Fail(ERR_INVALID)
         exp = conf.expiry.get(cred["id"])
         if exp is not None and time.time() >= exp:
             raise _Fail(ERR_INVALID)
+        return consumer, cred, preset
+
+
+_KNOWN_MAX = 65536
+
+
+def _known(conf: KeyAuthConf, key: str, cred: Mapping[str, Any]) -> _Known:
+    """What a valid key resolves to, computed once per snapshot and key (consumer None: never valid)."""
+    consumer = None
+    if cred.get("ttl") != 0:
         ref = cred.get("consumer")
         consumer_id = ref.get("id") if isinstance(ref, Mapping) else ref
         consumer = conf.lookups.consumers_by_id.get(consumer_id) if consumer_id else None
-        if consumer is None:
-            raise _Fail(ERR_INVALID)
-        return consumer, cred
+    entry = (str(cred.get("key", "")).encode(), consumer, cred,
+             _preset(consumer, cred) if consumer is not None else None)
+    if len(conf.known) >= _KNOWN_MAX:
+        conf.known.clear()
+    conf.known[key] = entry
+    return entry
 
 
 def _hide(ctx: Context, name: str, header: str | None, raw_body: tuple[str | None, bytes] | None) -> None:
@@ -185,26 +211,22 @@ def _hide(ctx: Context, name: str, header: str | None, raw_body: tuple[str | Non
             ctx.set_body(stripped)
 
 
-def _set_consumer(ctx: Context, consumer: Mapping[str, Any], credential: Mapping[str, Any] | None) -> None:
+def _preset(consumer: Mapping[str, Any], credential: Mapping[str, Any] | None) -> HeaderPreset:
+    """The upstream headers that identify `consumer` (None value: removed from the client's request)."""
+    return HeaderPreset([
+        (H_CONSUMER_ID, consumer["id"]),
+        (H_CONSUMER_CUSTOM_ID, consumer.get("custom_id") or None),
+        (H_CONSUMER_USERNAME, consumer.get("username") or None),
+        (H_CREDENTIAL, credential["id"] if credential is not None else None),
+        (H_ANONYMOUS, None if credential is not None else "true"),
+    ])
+
+
+def _set_consumer(ctx: Context, consumer: Mapping[str, Any], credential: Mapping[str, Any] | None,
+                  preset: HeaderPreset) -> None:
     ctx.consumer = consumer
     ctx.credential = credential
-    ctx.set_upstream_header(H_CONSUMER_ID, consumer["id"])
-    custom_id = consumer.get("custom_id")
-    if custom_id:
-        ctx.set_upstream_header(H_CONSUMER_CUSTOM_ID, custom_id)
-    else:
-        ctx.clear_upstream_header(H_CONSUMER_CUSTOM_ID)
-    username = consumer.get("username")
-    if username:
-        ctx.set_upstream_header(H_CONSUMER_USERNAME, username)
-    else:
-        ctx.clear_upstream_header(H_CONSUMER_USERNAME)
-    if credential is not None:
-        ctx.set_upstream_header(H_CREDENTIAL, credential["id"])
-        ctx.clear_upstream_header(H_ANONYMOUS)
-    else:
-        ctx.clear_upstream_header(H_CREDENTIAL)
-        ctx.set_upstream_header(H_ANONYMOUS, "true")
+    ctx.apply_upstream_preset(preset)
 
 
 register(KeyAuth)

@@ -157,7 +157,7 @@ def _limit(v: Any) -> float:
 
 class RateLimitConf:
     __slots__ = ("limits", "headers", "limit_by", "header_name", "path", "policy", "fault_tolerant", "hide",
-                 "error_code", "error_message", "route_id", "service_id")
+                 "error_code", "error_message", "route_id", "service_id", "_at", "_windows")
 
     def __init__(self, row: Mapping[str, Any]) -> None:
         c = _config(row)
@@ -183,6 +183,16 @@ class RateLimitConf:
         route, service = row.get("route"), row.get("service")
         self.route_id: str = (route or {}).get("id") or EMPTY_UUID
         self.service_id: str = (service or {}).get("id") or EMPTY_UUID
+        self._at = -1
+        self._windows: list[Window] = []
+
+    def windows(self, now: int) -> list[Window]:
+        """The windows containing `now`; the same list object for every request within one second, which
+        lets policies reuse what they derived from it. Never mutated."""
+        if now != self._at:
+            self._windows = [(p, limit, window_start(p, now)) for p, limit in self.limits]
+            self._at = now
+        return self._windows
 
 
 def identifier(ctx: Context, conf: RateLimitConf) -> str:
@@ -219,7 +229,7 @@ class RateLimiting(Plugin):
         if not conf.limits:
             return None
         now = int(_clock())
-        windows: list[Window] = [(p, limit, window_start(p, now)) for p, limit in conf.limits]
+        windows = conf.windows(now)
         try:
             r = conf.policy.hit(conf.route_id, conf.service_id, identifier(ctx, conf), windows, now)
         except Exception as e:
@@ -259,13 +269,16 @@ def apply(ctx: Context, conf: RateLimitConf, windows: list[Window], result: HitR
         out = ctx.response_headers
         if out is None:
             out = ctx.response_headers = []
-        best_limit: float = 0
-        best_remaining: float = 0
+        # Any: a limit is an int unless configured fractional; ints keep their exact text form
+        best_limit: Any = 0
+        best_remaining: Any = 0
         best_window = 0
         reset = 1
-        for (period, limit, start), used, (limit_header, remaining_name) in zip(
-                windows, usages, conf.headers, strict=True):
-            remaining = limit - used
+        i = 0
+        for period, limit, start in windows:
+            remaining: Any = limit - usages[i]
+            limit_header, remaining_name = conf.headers[i]
+            i += 1
             if stop is None or stop == period:
                 remaining -= 1
             if remaining < 0:
@@ -276,12 +289,14 @@ def apply(ctx: Context, conf: RateLimitConf, windows: list[Window], result: HitR
                 best_limit, best_remaining, best_window = limit, remaining, length
                 reset = max(1, length - (now - start))
             out.append(limit_header)
-            out.append((remaining_name, _num(remaining)))
+            out.append((remaining_name, str(remaining) if type(remaining) is int else _num(remaining)))
+        reset_s = str(reset)
         out.append(("RateLimit-Limit", _num(best_limit)))
-        out.append(("RateLimit-Remaining", _num(best_remaining)))
-        out.append(("RateLimit-Reset", str(reset)))
+        out.append(("RateLimit-Remaining", str(best_remaining) if type(best_remaining) is int
+                    else _num(best_remaining)))
+        out.append(("RateLimit-Reset", reset_s))
         if stop is not None:
-            out.append(("Retry-After", str(reset)))
+            out.append(("Retry-After", reset_s))
     if stop is not None:
         ctx.exit(conf.error_code, conf.error_message)
 

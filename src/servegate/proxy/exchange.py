@@ -202,7 +202,7 @@ class Exchange:
         self.finish()
 
     def proceed(self, set_headers: list[tuple[bytes, bytes]] | None = None,
-                cleared: frozenset[bytes] | None = None, query: bytes | None = None) -> None:
+                drop: frozenset[bytes] | None = None, query: bytes | None = None) -> None:
         """Build the upstream request head and open (or reuse) an upstream connection."""
         if self.state == DONE:
             return
@@ -233,7 +233,7 @@ class Exchange:
             fwd_port=conn.port_b, fwd_path=self.raw_path,
             fwd_prefix=prep.fwd_prefix,
             request_id=self.request_id, framing=framing, client_te_trailers=self.te_trailers,
-            set_headers=set_headers, cleared=cleared, has_connection=self.has_connection,
+            set_headers=set_headers, drop=drop, has_connection=self.has_connection,
         )
         if self.expect and not self.req_done and conn.transport is not None:
             conn.transport.write(_CONTINUE)

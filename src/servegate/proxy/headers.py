@@ -13,7 +13,7 @@ SERVER_LINE = b"Server: " + VIA_TOKEN + b"\r\n"
 
 # Request headers the proxy never forwards verbatim: hop-by-hop ones, framing (re-emitted by the relay) and the
 # ones it sets itself.
-_REQ_SKIP = frozenset(
+REQ_SKIP = frozenset(
     {
         b"connection", b"keep-alive", b"proxy-connection", b"proxy", b"te", b"upgrade", b"host", b"expect",
         b"transfer-encoding", b"content-length", b"x-forwarded-for", b"x-forwarded-proto",
@@ -97,27 +97,27 @@ def upstream_head(
     framing: bytes,
     client_te_trailers: bool,
     set_headers: list[tuple[bytes, bytes]] | None = None,
-    cleared: frozenset[bytes] | None = None,
+    drop: frozenset[bytes] | None = None,
     has_connection: bool | None = None,
 ) -> bytes:
     """The request head sent upstream. `framing` is the Content-Length/Transfer-Encoding line (or b"").
 
+    `drop`: request header names (lower-case) not to forward, a superset of REQ_SKIP (plugins' changes).
     `has_connection`: whether the client sent a Connection header (None: look).
     """
     out = [method, b" ", target, b" HTTP/1.1\r\nHost: ", host, b"\r\n"]
     if has_connection is None:
         has_connection = any(h[0] == b"connection" for h in headers)
-    drop = _REQ_SKIP
+    if drop is None:
+        drop = REQ_SKIP
     if has_connection:
         drop = drop | connection_listed(headers)
-    if cleared:
-        drop = drop | cleared
     xff = None
     via = None
     tr: dict[bytes, bytes] | None = None
     for lname, name, value in headers:
         if lname in drop:
-            if lname not in _REQ_SKIP:
+            if lname not in REQ_SKIP:
                 continue  # listed in Connection, or cleared by a plugin
             if lname == b"x-forwarded-for":
                 xff = value if xff is None else xff + b", " + value
@@ -167,9 +167,11 @@ def downstream_head(
     keep_alive: bool,
     client_te_trailers: bool,
     strip_chunked: bool,
-    extra: list[tuple[bytes, bytes]] | None = None,
+    extra: bytes | None = None,
 ) -> tuple[bytes, bool]:
-    """The response head for the client; also says whether the upstream body is close-delimited."""
+    """The response head for the client; also says whether the upstream body is close-delimited.
+
+    `extra`: header lines to add, already rendered (plugins' response headers)."""
     out = [b"HTTP/1.1 %d %s\r\n" % (status, reason or b"OK")]
     listed: frozenset[bytes] = frozenset()
     via = None
@@ -205,8 +207,7 @@ def downstream_head(
             line for line in _filter_listed(out[1:], listed)
         ]
     if extra:
-        for name, value in extra:
-            out += (name, b": ", value, b"\r\n")
+        out.append(extra)
     out.append(
         b"Via: %b1.1 %b\r\n%bX-Kong-Upstream-Latency: %d\r\nX-Kong-Proxy-Latency: %d\r\nX-Kong-Request-Id: %b\r\n"
         % (via + b", " if via is not None else b"", VIA_TOKEN, b"" if has_server else SERVER_LINE,

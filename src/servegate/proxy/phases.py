@@ -12,7 +12,7 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from servegate.plugins.base import Context, Exit
-from servegate.proxy.headers import HeaderView
+from servegate.proxy.headers import REQ_SKIP, HeaderView
 from servegate.proxy.states import ACCESS
 
 if TYPE_CHECKING:
@@ -77,9 +77,18 @@ def _exit(ex: Exchange, ctx: Context, e: Exit) -> None:
 
 def _continue(ex: Exchange, ctx: Context) -> None:
     set_headers = None
-    cleared = None
-    if ctx.upstream_headers:
-        set_headers, cleared = _encoded(ctx.upstream_headers)
+    drop = None
+    changes = ctx.upstream_headers
+    if changes:
+        preset = ctx.upstream_preset
+        if preset is not None and changes == preset.items:
+            # Only a preset changed them (the dict compare is by identity of its values: cheap).
+            enc = preset.encoded
+            if enc is None:
+                enc = preset.encoded = _encode(changes)
+            set_headers, drop = enc
+        else:
+            set_headers, drop = _encoded(changes)
     query = None
     if ctx.upstream_query is not None:
         query = b"?" + ctx.upstream_query.encode("latin-1") if ctx.upstream_query else b""
@@ -92,7 +101,7 @@ def _continue(ex: Exchange, ctx: Context) -> None:
         ex.has_body = True
         ex.body_override = str(len(body)).encode()
     ex.body_copy = None
-    ex.proceed(set_headers, cleared, query)
+    ex.proceed(set_headers, drop, query)
 
 
 # Plugins set the same upstream headers for the same consumer on every request: keep their bytes.
@@ -102,17 +111,23 @@ _encoded_cache: dict[tuple[Any, ...], tuple[list[tuple[bytes, bytes]], frozenset
 
 def _encoded(upstream_headers: dict[str, tuple[str, str | None]]
              ) -> tuple[list[tuple[bytes, bytes]], frozenset[bytes]]:
-    """(headers to set, lower-case names to drop from the client's) for Context.upstream_headers, as bytes."""
     key = tuple(upstream_headers.items())
     hit = _encoded_cache.get(key)
     if hit is None:
-        cleared = frozenset(k.encode("latin-1") for k in upstream_headers)
-        set_headers = [(n.encode("latin-1"), v.encode("latin-1"))
-                       for n, v in upstream_headers.values() if v is not None]
         if len(_encoded_cache) >= _ENCODED_MAX:
             _encoded_cache.clear()
-        hit = _encoded_cache[key] = (set_headers, cleared)
+        hit = _encoded_cache[key] = _encode(upstream_headers)
     return hit
+
+
+def _encode(upstream_headers: dict[str, tuple[str, str | None]]
+            ) -> tuple[list[tuple[bytes, bytes]], frozenset[bytes]]:
+    """(headers to set, every request header name not to forward) for Context.upstream_headers, as bytes:
+    a changed header is dropped from the client's and, unless cleared, added with its new value."""
+    drop = REQ_SKIP | frozenset(k.encode("latin-1") for k in upstream_headers)
+    set_headers = [(n.encode("latin-1"), v.encode("latin-1"))
+                   for n, v in upstream_headers.values() if v is not None]
+    return set_headers, drop
 
 
 async def read_body(ex: Exchange) -> bytes:
@@ -124,7 +139,8 @@ async def read_body(ex: Exchange) -> bytes:
     return b"".join(ex.body_copy or ())
 
 
-def run_header_filter(ex: Exchange, up: UpstreamProtocol) -> list[tuple[bytes, bytes]] | None:
+def run_header_filter(ex: Exchange, up: UpstreamProtocol) -> bytes | None:
+    """Run the header_filter phase; the response header lines the plugins added (b"Name: value\r\n"...)."""
     ctx = ex.ctx
     if ctx is None:
         return None
@@ -137,9 +153,10 @@ def run_header_filter(ex: Exchange, up: UpstreamProtocol) -> list[tuple[bytes, b
                 ex.conn.server.loop.create_task(_quiet(pending, "header_filter"))
         except Exception:
             log.exception("plugin header_filter phase failed")
-    if not ctx.response_headers:
+    added = ctx.response_headers
+    if not added:
         return None
-    return [(n.encode("latin-1"), v.encode("latin-1")) for n, v in ctx.response_headers]
+    return "".join([f"{n}: {v}\r\n" for n, v in added]).encode("latin-1")
 
 
 def response_headers(ex: Exchange) -> list[tuple[str, str]] | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from typing import Any
 
 from servegate.plugins.ratelimit import HitResult, Window, runtime
 from servegate.plugins.ratelimit.shm import ProcessCounters, SharedCounters, table
@@ -18,7 +19,7 @@ def _d(text: str, size: int) -> bytes:
     return hashlib.blake2b(text.encode(), digest_size=size).digest()
 
 
-_DIGEST_CACHE_MAX = 4096
+_CLIENTS_MAX = 4096
 _PROCESS: ProcessCounters | None = None
 
 
@@ -31,14 +32,16 @@ def _process_counters() -> ProcessCounters:
 
 
 class LocalPolicy:
-    __slots__ = ("_path", "_table", "_digests")
+    __slots__ = ("_path", "_table", "_clients")
 
     def __init__(self, path: str | None = None) -> None:
         self._path = path
         self._table: SharedCounters | ProcessCounters | None = None
-        # (route, service, identifier, periods) -> (stripe key, per-window key digests): the same
-        # clients come back, so hashing is skipped for them; bounded by clearing when full.
-        self._digests: dict[tuple[str, str, str, tuple[str, ...]], tuple[bytes, list[bytes]]] = {}
+        # (route, service, identifier) -> [windows list, periods, stripe key, key digests, counter entries].
+        # The same clients come back, so hashing is skipped for them, and within one second (the same
+        # windows list, see RateLimitConf.windows) their counter entries are reused as they are.
+        # Bounded by clearing when full.
+        self._clients: dict[tuple[str, str, str], list[Any]] = {}
 
     def _tbl(self) -> SharedCounters | ProcessCounters:
         t = self._table
@@ -49,23 +52,25 @@ class LocalPolicy:
                 t = self._table = table(self._path or runtime.counters_path())
         return t
 
-    def _keys(self, route_id: str, service_id: str, identifier: str,
-              periods: tuple[str, ...]) -> tuple[bytes, list[bytes]]:
-        ck = (route_id, service_id, identifier, periods)
-        hit = self._digests.get(ck)
-        if hit is None:
-            scope = f"ratelimit:{route_id}:{service_id}:{identifier}"
-            hit = (_d(scope, 8), [_d(f"{scope}:{p}", 16) for p in periods])
-            if len(self._digests) >= _DIGEST_CACHE_MAX:
-                self._digests.clear()
-            self._digests[ck] = hit
-        return hit
-
     def hit(self, route_id: str, service_id: str, identifier: str, windows: Sequence[Window],
             now: int) -> HitResult:
-        stripe_key, digests = self._keys(route_id, service_id, identifier, tuple(w[0] for w in windows))
-        entries = [
+        ck = (route_id, service_id, identifier)
+        c = self._clients.get(ck)
+        if c is None or c[0] is not windows:
+            c = self._client(ck, windows)
+        return (self._table or self._tbl()).hit(c[2], c[4], now)
+
+    def _client(self, ck: tuple[str, str, str], windows: Sequence[Window]) -> list[Any]:
+        periods = tuple(w[0] for w in windows)
+        c = self._clients.get(ck)
+        if c is None or c[1] != periods:
+            scope = f"ratelimit:{ck[0]}:{ck[1]}:{ck[2]}"
+            if len(self._clients) >= _CLIENTS_MAX:
+                self._clients.clear()
+            c = self._clients[ck] = [None, periods, _d(scope, 8), [_d(f"{scope}:{p}", 16) for p in periods], None]
+        c[0] = windows
+        c[4] = [
             (kd, start, start + EXPIRATION[period] + _SLACK.get(period, 0), limit)
-            for kd, (period, limit, start) in zip(digests, windows, strict=True)
+            for kd, (period, limit, start) in zip(c[3], windows, strict=True)
         ]
-        return self._tbl().hit(stripe_key, entries, now)
+        return c

@@ -148,16 +148,25 @@ class ProcessCounters:
             for kd in [k for k, v in slots.items() if v[1] <= now]:
                 del slots[kd]
         usages = []
+        found = []
         admitted = True
         for kd, ws, _exp, limit in entries:
             slot = slots.get(kd)
-            used = slot[2] if slot is not None and slot[0] == ws else 0
+            if slot is not None and slot[0] == ws:
+                used = slot[2]
+            else:
+                used = 0
+                slot = None
             usages.append(used)
+            found.append(slot)
             if used >= limit:
                 admitted = False
         if admitted:
-            for (kd, ws, exp, _limit), used in zip(entries, usages, strict=True):
-                slots[kd] = [ws, exp, used + cost]
+            for (kd, ws, exp, _limit), slot in zip(entries, found, strict=True):
+                if slot is None:
+                    slots[kd] = [ws, exp, cost]
+                else:
+                    slot[2] += cost
         return usages, admitted
 
 
