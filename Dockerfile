@@ -1,4 +1,15 @@
 # servegate gateway image: the same image runs the gateway, the migrations and the setup job.
+
+# Build stage: a wheel with the relay's hot modules compiled (mypyc, see setup.py); the compiler stays here.
+FROM python:3.11-slim AS build
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY pyproject.toml setup.py README.md ./
+COPY src ./src
+RUN SERVEGATE_COMPILE=1 pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -11,10 +22,8 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends dnsutils \
  && rm -rf /var/lib/apt/lists/*
 
-WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY src ./src
-RUN pip install . && rm -rf /src
+COPY --from=build /wheels /wheels
+RUN pip install /wheels/*.whl && rm -rf /wheels
 
 # Unprivileged runtime user; the prefix holds the pid file, SQLite file and the generated TLS certificate.
 RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/servegate --create-home servegate

@@ -17,6 +17,7 @@ import platform
 import resource
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -30,7 +31,7 @@ from benchlib.load import Target, build_sseclient, wait_proxied_ok  # noqa: E402
 from benchlib.procs import Proc  # noqa: E402
 from benchlib.report import render  # noqa: E402
 from benchlib.scenarios import FULL, QUICK, run_round  # noqa: E402
-from benchlib.systems import BENCH_DIR, Ctx, SystemFailed, all_systems, free_port  # noqa: E402
+from benchlib.systems import BENCH_DIR, REPO, Ctx, SystemFailed, all_systems, free_port  # noqa: E402
 
 DEFAULT_SYSTEMS = (
     "direct,nginx,aiohttp,servegate-1w,servegate-1w+plugins,servegate-2w,servegate-2w+plugins,litellm"
@@ -79,6 +80,19 @@ def start_backend(workdir: Path) -> tuple[Proc, int]:
     return proc, port
 
 
+def _servegate_build(kind: str) -> str | None:
+    """PYTHONPATH entry holding the compiled build, or None to run the editable source tree."""
+    if kind == "source":
+        return None
+    log("building servegate (compiled hot modules)")
+    target = BENCH_DIR / "work" / "compiled"
+    proc = subprocess.run(["bash", str(REPO / "scripts" / "build-compiled"), str(target)],
+                          cwd=REPO, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit("scripts/build-compiled failed:\n" + proc.stderr[-2000:])
+    return str(target)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="servegate benchmark harness")
     ap.add_argument("--rounds", type=int, default=3)
@@ -87,6 +101,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, help="markdown report path (default benchmarks/results/<date>.md)")
     ap.add_argument("--title", default="")
     ap.add_argument("--keep-work", action="store_true", help="keep logs and prefixes under benchmarks/work")
+    ap.add_argument(
+        "--build", choices=("compiled", "source"), default="compiled",
+        help="servegate as installed for production (hot modules compiled, scripts/build-compiled; default) "
+        "or the editable source tree",
+    )
     ap.add_argument(
         "--rerender", type=Path, metavar="JSON", help="rebuild --out from a run's JSON, run nothing"
     )
@@ -119,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="run-", dir=BENCH_DIR / "work"))
     systems = {n: known[n] for n in names}
     backend, backend_port = start_backend(workdir)
-    ctx = Ctx(workdir, backend_port)
+    ctx = Ctx(workdir, backend_port, servegate_path=_servegate_build(args.build))
     prep_failed: dict[str, str] = {}
     rounds: list[dict[str, dict]] = []
     try:
@@ -170,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         "versions": _versions(),
         "plan": dataclasses.asdict(plan),
         "systems": names,
+        "servegate_build": args.build,
     }
     notes = {n: s.note for n, s in systems.items()}
     out.write_text(render(meta, summary, notes))

@@ -177,6 +177,15 @@ def _backend_check(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _build_line(build: str | None) -> str:
+    if build == "compiled":
+        return ("servegate build: as installed for production, hot modules compiled with mypyc"
+                " (`scripts/build-compiled`, the same source).")
+    if build == "source":
+        return "servegate build: the editable source tree, pure Python (`--build source`)."
+    return "servegate build: pure Python (run before compiled builds existed)."
+
+
 def render(meta: dict[str, Any], summary: dict, notes: dict[str, str]) -> str:
     plan = meta["plan"]
     out = [
@@ -185,6 +194,8 @@ def render(meta: dict[str, Any], summary: dict, notes: dict[str, str]) -> str:
         f"Date {meta['date']} · host {meta['host']} · {meta['cpus']} CPUs · rounds {meta['rounds']}"
         f" ({'quick smoke run, figures not meaningful' if meta['quick'] else 'full run'}) · medians over rounds.",
         f"Versions: {meta['versions']}.",
+        "",
+        _build_line(meta.get("servegate_build")),
         "",
         "Pinning: backend, load generators and runner on CPU 0; every single-process proxy on CPU 1 (taskset);"
         " servegate with 2 workers unpinned (CPUs 0–1, competing with backend and load: a second figure, not a"

@@ -39,6 +39,8 @@ def free_port() -> int:
 class Ctx:
     workdir: Path
     backend_port: int
+    # PYTHONPATH entry with servegate's compiled build (None: the editable source tree)
+    servegate_path: str | None = None
 
     @property
     def backend_url(self) -> str:
@@ -173,10 +175,13 @@ class Servegate(System):
         self.note = f"{workers} worker(s), {pin}" + (", key-auth + rate-limiting (local)" if plugins else "")
         self.apikey = "bench-" + secrets.token_hex(16)
         self.prefix: Path | None = None
+        self.pythonpath: str | None = None
 
     def env(self, port: int, admin_port: int) -> dict[str, str]:
         assert self.prefix is not None
+        extra = {"PYTHONPATH": self.pythonpath} if self.pythonpath else {}
         return {
+            **extra,
             "SERVEGATE_PROXY_LISTEN": f"127.0.0.1:{port}",
             "SERVEGATE_ADMIN_LISTEN": f"127.0.0.1:{admin_port}",
             "SERVEGATE_PREFIX": str(self.prefix),
@@ -203,6 +208,7 @@ class Servegate(System):
         )
 
     def prepare(self, ctx: Ctx) -> None:
+        self.pythonpath = ctx.servegate_path
         self.prefix = ctx.workdir / self.name.replace("+", "-")
         self.prefix.mkdir(parents=True, exist_ok=True)
         port, admin_port = free_port(), free_port()

@@ -27,7 +27,7 @@ def test_quick_run_writes_table_with_a_row_per_system(tmp_path: Path) -> None:
     if _have_nginx():
         systems.insert(1, "nginx")
     out = tmp_path / "smoke.md"
-    argv = [sys.executable, str(RUN), "--quick", "--rounds", "1", "--systems", ",".join(systems)]
+    argv = [sys.executable, str(RUN), "--quick", "--rounds", "1", "--systems", ",".join(systems), "--build", "source"]
     argv += ["--out", str(out)]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
     try:
