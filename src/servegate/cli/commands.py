@@ -1,4 +1,4 @@
-"""The `servegate` command: start, health, version, migrations, setup."""
+"""The `servegate` commands (typer): start, health, version, migrations, setup. `main.py` is the entry point."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from typing import Annotated, Any
 import typer
 
 from servegate import KONG_VERSION, __version__
-from servegate.settings import Settings, SettingsError, load_settings
+from servegate.cli.main import settings_from
+from servegate.settings import Settings, SettingsError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="servegate: a Kong-compatible LLM gateway.")
 migrations_app = typer.Typer(no_args_is_help=True, help="Manage the database schema.")
@@ -21,11 +22,8 @@ PrefixOpt = Annotated[str | None, typer.Option("--prefix", "-p", help="Override 
 
 
 def _settings(conf: str | None = None, prefix: str | None = None) -> Settings:
-    env = dict(os.environ)
-    if prefix:
-        env["SERVEGATE_PREFIX"] = prefix
     try:
-        return load_settings(env, conf)
+        return settings_from(conf, prefix)
     except SettingsError as e:
         typer.echo(f"Error: {e}", err=True)
         raise typer.Exit(1) from None
@@ -136,37 +134,3 @@ def _register_setup() -> None:
 
 
 _register_setup()
-
-
-def _plain_start_args(argv: list[str]) -> dict[str, str | None] | None:
-    """`start` with only --conf/-c and --prefix/-p: its options, else None (anything else goes through typer)."""
-    if not argv or argv[0] != "start":
-        return None
-    opts: dict[str, str | None] = {"conf": None, "prefix": None}
-    names = {"--conf": "conf", "-c": "conf", "--prefix": "prefix", "-p": "prefix"}
-    i = 1
-    while i < len(argv):
-        arg = argv[i]
-        name, eq, value = arg.partition("=")
-        if eq and name in ("--conf", "--prefix"):
-            opts[names[name]] = value
-            i += 1
-        elif arg in names and i + 1 < len(argv) and not argv[i + 1].startswith("-"):
-            opts[names[arg]] = argv[i + 1]
-            i += 2
-        else:
-            return None
-    return opts
-
-
-def main() -> None:
-    # `servegate start` is parsed here: running a command through typer imports its pydantic-based
-    # argument coercion (~7 MB RSS and tens of ms), which a proxy node never needs afterwards.
-    opts = _plain_start_args(sys.argv[1:])
-    if opts is not None:
-        try:
-            start(opts["conf"], opts["prefix"])
-        except typer.Exit as e:
-            sys.exit(e.exit_code)
-        return
-    app()
