@@ -25,6 +25,7 @@ HOT_MODULES = [
     "src/servegate/proxy/prep.py",
     "src/servegate/proxy/router.py",
     "src/servegate/proxy/server.py",
+    "src/servegate/proxy/states.py",
     "src/servegate/proxy/upstream.py",
     "src/servegate/plugins/base.py",
     "src/servegate/plugins/runner.py",

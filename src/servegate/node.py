@@ -206,7 +206,6 @@ def pid_file(settings: Settings) -> Path:
 def start(settings: Settings) -> int:
     """`servegate start`: runs in the foreground until SIGTERM/SIGINT. Returns the exit code."""
     setup_logging(settings.log_level)
-    install_event_loop_policy()
     _prepare(settings)
     # Bootstrap or refuse before forking, so a pending migration is reported once and nothing starts.
     try:
@@ -217,6 +216,7 @@ def start(settings: Settings) -> int:
     pid_file(settings).write_text(str(os.getpid()))
     try:
         if settings.workers == 1:
+            install_event_loop_policy()
             asyncio.run(run_worker(settings, with_admin=True))
             return 0
         children: list[int] = []
@@ -233,6 +233,8 @@ def start(settings: Settings) -> int:
                 finally:
                     os._exit(code)
             children.append(pid)
+        # The master (Admin API, worker supervision) stays on asyncio's own loop: uvloop is only imported by
+        # the workers, which keeps it out of the master's memory (the Admin API is not on the hot path).
         asyncio.run(run_master(settings, children))
         return 0
     except StartupError as e:

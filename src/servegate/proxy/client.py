@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from time import monotonic
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import httptools
 
@@ -18,9 +18,9 @@ from servegate.proxy.exchange import DONE, Exchange
 if TYPE_CHECKING:
     from servegate.proxy.server import ProxyServer
 
-MAX_URL = 8192
-MAX_ONE_HEADER = 8192
-MAX_PIPELINED = 16
+MAX_URL: Final = 8192
+MAX_ONE_HEADER: Final = 8192
+MAX_PIPELINED: Final = 16
 # Reasons for pausing the client socket (bit flags): upstream write backpressure, pre-connect body buffer
 # full, too many pipelined requests queued.
 PAUSE_UPSTREAM, PAUSE_PENDING, PAUSE_PIPELINE = 1, 2, 4

@@ -7,9 +7,9 @@ protocol's data_received; a task exists only while a new upstream connection is 
 from __future__ import annotations
 
 import socket
-from random import getrandbits
+from random import randbytes
 from time import monotonic
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from servegate.proxy import errors, phases
 from servegate.proxy.headers import HeaderView, downstream_head, upstream_head
@@ -21,17 +21,17 @@ from servegate.proxy.upstream import UpstreamProtocol
 if TYPE_CHECKING:
     from servegate.proxy.client import ClientProtocol
 
-REPLAY_LIMIT = 64 * 1024
-MAX_PLUGIN_BODY = 16 * 1024 * 1024
+REPLAY_LIMIT: Final = 64 * 1024
+MAX_PLUGIN_BODY: Final = 16 * 1024 * 1024
 # A request answered before its body was read keeps its connection if at most this much body is left to drop.
-DISCARD_LIMIT = 1024 * 1024
-PENDING_LIMIT = 64 * 1024
-_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_LAST_CHUNK = b"0\r\n\r\n"
+DISCARD_LIMIT: Final = 1024 * 1024
+PENDING_LIMIT: Final = 64 * 1024
+_CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
+_LAST_CHUNK: Final = b"0\r\n\r\n"
 # Like nginx, a request already sent is tried again after an upstream error only when it is idempotent.
-IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"))
+IDEMPOTENT: Final = frozenset((b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"))
 # Request headers the exchange looks at while it is created (every other header is skipped with one lookup).
-_SPECIAL = frozenset((b"host", b"transfer-encoding", b"content-length", b"expect", b"te", b"connection"))
+_SPECIAL: Final = frozenset((b"host", b"transfer-encoding", b"content-length", b"expect", b"te", b"connection"))
 
 
 class Exchange:
@@ -56,7 +56,7 @@ class Exchange:
         self.keep_alive = keep_alive
         self.t_start = monotonic()
         # 128 random bits as 32 hex digits, without a getrandom syscall per request (ids are not secrets).
-        self.rid = f"{getrandbits(128):032x}"
+        self.rid = randbytes(16).hex()
         self.request_id = self.rid.encode()
         self.state = NEW
         self.req_done = False

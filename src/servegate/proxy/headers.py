@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, Final
 
 from servegate import SERVER_TOKEN
 
-VIA_TOKEN = SERVER_TOKEN.encode()
-SERVER_LINE = b"Server: " + VIA_TOKEN + b"\r\n"
+VIA_TOKEN: Final = SERVER_TOKEN.encode()
+SERVER_LINE: Final = b"Server: " + VIA_TOKEN + b"\r\n"
 
 # Request headers the proxy never forwards verbatim: hop-by-hop ones, framing (re-emitted by the relay) and the
 # ones it sets itself.
-REQ_SKIP = frozenset(
+REQ_SKIP: Final = frozenset(
     {
         b"connection", b"keep-alive", b"proxy-connection", b"proxy", b"te", b"upgrade", b"host", b"expect",
         b"transfer-encoding", b"content-length", b"x-forwarded-for", b"x-forwarded-proto",
@@ -22,13 +22,13 @@ REQ_SKIP = frozenset(
     }
 )
 # Response headers dropped on the way down (framing headers are kept: the body is relayed as framed).
-_FWD_TRUSTED = frozenset(
+_FWD_TRUSTED: Final = frozenset(
     (b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port", b"x-forwarded-path", b"x-forwarded-prefix")
 )
-_RESP_SKIP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te", b"upgrade", b"trailer", b"via"})
+_RESP_SKIP: Final = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te", b"upgrade", b"trailer", b"via"})
 # Response headers downstream_head does more than copy.
-_RESP_LOOK = _RESP_SKIP | {b"transfer-encoding", b"content-length", b"server"}
-_CONN_TOKENS_KEPT = frozenset({b"keep-alive", b"close", b"upgrade"})
+_RESP_LOOK: Final = _RESP_SKIP | {b"transfer-encoding", b"content-length", b"server"}
+_CONN_TOKENS_KEPT: Final = frozenset({b"keep-alive", b"close", b"upgrade"})
 
 
 def connection_listed(headers: Iterable[tuple[bytes, bytes, bytes]]) -> frozenset[bytes]:

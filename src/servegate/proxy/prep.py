@@ -7,11 +7,11 @@ one snapshot: it is emptied when the snapshot changes, and bounded (router misse
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from servegate.proxy.paths import escape
 
-CACHE_MAX = 4096
+CACHE_MAX: Final = 4096
 
 
 class Prep:

@@ -7,7 +7,7 @@ import gc
 import logging
 import socket
 from time import monotonic
-from typing import Any
+from typing import Any, Final
 
 from servegate.proxy.accesslog import AccessLog
 from servegate.proxy.client import ClientProtocol
@@ -21,7 +21,7 @@ POOL_SWEEP_EVERY = 10  # sweeps
 # Connections taken from one listener per readiness event. uvloop's server (libuv) accepts one connection per
 # loop iteration; under load an iteration serves ~1000 ready streams and takes tens of ms, so a connect burst
 # waited seconds in the accept queue. Accepting a batch here drains it the way nginx's workers do.
-ACCEPT_BATCH = 256
+ACCEPT_BATCH: Final = 256
 
 log = logging.getLogger(__name__)
 

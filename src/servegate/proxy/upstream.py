@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from time import monotonic
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import httptools
 
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from servegate.proxy.exchange import Exchange
 
 # A response head larger than this is treated as an invalid upstream response (nginx proxy_buffer_size-like).
-MAX_RESPONSE_HEAD = 64 * 1024
+MAX_RESPONSE_HEAD: Final = 64 * 1024
 
 
 class UpstreamProtocol(asyncio.Protocol):

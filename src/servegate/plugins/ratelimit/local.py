@@ -37,11 +37,12 @@ class LocalPolicy:
     def __init__(self, path: str | None = None) -> None:
         self._path = path
         self._table: SharedCounters | ProcessCounters | None = None
-        # (route, service, identifier) -> [windows list, periods, stripe key, key digests, counter entries].
+        # (route, service, identifier) -> (windows list, periods, stripe key, key digests, counter entries).
         # The same clients come back, so hashing is skipped for them, and within one second (the same
-        # windows list, see RateLimitConf.windows) their counter entries are reused as they are.
+        # windows list, see RateLimitConf.windows) their counter entries are reused as they are. Entries
+        # are replaced whole, never changed in place, so a thread reading one sees a consistent tuple.
         # Bounded by clearing when full.
-        self._clients: dict[tuple[str, str, str], list[Any]] = {}
+        self._clients: dict[tuple[str, str, str], tuple[Any, ...]] = {}
 
     def _tbl(self) -> SharedCounters | ProcessCounters:
         t = self._table
@@ -60,17 +61,19 @@ class LocalPolicy:
             c = self._client(ck, windows)
         return (self._table or self._tbl()).hit(c[2], c[4], now)
 
-    def _client(self, ck: tuple[str, str, str], windows: Sequence[Window]) -> list[Any]:
+    def _client(self, ck: tuple[str, str, str], windows: Sequence[Window]) -> tuple[Any, ...]:
         periods = tuple(w[0] for w in windows)
-        c = self._clients.get(ck)
-        if c is None or c[1] != periods:
+        old = self._clients.get(ck)
+        if old is not None and old[1] == periods:
+            stripe, digests = old[2], old[3]
+        else:
             scope = f"ratelimit:{ck[0]}:{ck[1]}:{ck[2]}"
+            stripe, digests = _d(scope, 8), [_d(f"{scope}:{p}", 16) for p in periods]
             if len(self._clients) >= _CLIENTS_MAX:
                 self._clients.clear()
-            c = self._clients[ck] = [None, periods, _d(scope, 8), [_d(f"{scope}:{p}", 16) for p in periods], None]
-        c[0] = windows
-        c[4] = [
+        entries = [
             (kd, start, start + EXPIRATION[period] + _SLACK.get(period, 0), limit)
-            for kd, (period, limit, start) in zip(c[3], windows, strict=True)
+            for kd, (period, limit, start) in zip(digests, windows, strict=True)
         ]
+        c = self._clients[ck] = (windows, periods, stripe, digests, entries)
         return c
