@@ -154,6 +154,10 @@ def run_header_filter(ex: Exchange, up: UpstreamProtocol) -> bytes | None:
         except Exception:
             log.exception("plugin header_filter phase failed")
     added = ctx.response_headers
+    if ctx.collected is None:
+        # No plugin has a header_filter or log hook: nothing reads this Context again, and a long stream
+        # should not keep it (about 1.5 KB with key-auth + rate-limiting).
+        ex.ctx = None
     if not added:
         return None
     return "".join([f"{n}: {v}\r\n" for n, v in added]).encode("latin-1")
