@@ -208,7 +208,8 @@ class AdminConnection(asyncio.Protocol):
             if isinstance(cause, _Reject):
                 self._fail(cause.status, cause.message)
             else:
-                log.error("admin: HTTP parser callback failed: %r", cause)
+                # The type only: the exception's text may quote request bytes (headers can carry keys).
+                log.error("admin: HTTP parser callback failed: %s", type(cause).__name__)
                 self._fail(500, "An unexpected error occurred")
         except httptools.HttpParserError:
             self._fail(400, "Bad request")
