@@ -1,11 +1,11 @@
-"""multipart/form-data parsing for Admin bodies (servegate.admin.multipart), and its errors through the API."""
+"""multipart/form-data parsing for Admin bodies (servegate.multipart), and its errors through the API."""
 
 from __future__ import annotations
 
 import pytest
 from admin_client import Admin
 
-from servegate.admin import multipart
+from servegate import multipart
 
 
 def body(*parts: bytes, boundary: bytes = b"XyZ") -> bytes:

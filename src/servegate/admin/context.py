@@ -139,7 +139,7 @@ def _read_multipart(body: bytes, ctype: str) -> tuple[list[tuple[str, str]], dic
     typed: dict[str, Any] = {}
     if not body:  # no body at all: no arguments, as for an empty form
         return pairs, typed
-    from servegate.admin import multipart  # only on multipart writes, never on the idle path
+    from servegate import multipart  # only on multipart writes, never on the idle path
 
     try:
         parts = multipart.parse(body, ctype)

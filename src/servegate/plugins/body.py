@@ -6,37 +6,24 @@ multipart/form-data, and re-encodes a body with one field removed in the same MI
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import orjson
 
+from servegate import multipart
 from servegate.plugins.base import encode_query, parse_query
-
-_BOUNDARY = re.compile(r'boundary="?([^";]+)"?', re.I)
-_NAME = re.compile(rb'\bname="([^"]*)"', re.I)
 
 
 def _mime(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
-def _multipart_parts(body: bytes, boundary: bytes) -> list[tuple[str | None, bytes, bytes]] | None:
-    """[(field name, raw part incl. headers, value)] or None when the body is not valid multipart."""
-    delim = b"--" + boundary
-    chunks = body.split(delim)
-    if len(chunks) < 3:
+def _multipart_parts(content_type: str | None, body: bytes) -> list[multipart.Part] | None:
+    """The parts of a multipart body, or None when it is not valid multipart."""
+    try:
+        return multipart.parse(body, content_type or "")
+    except multipart.MultipartError:
         return None
-    parts: list[tuple[str | None, bytes, bytes]] = []
-    for chunk in chunks[1:-1]:
-        raw = chunk[2:] if chunk.startswith(b"\r\n") else chunk
-        raw = raw[:-2] if raw.endswith(b"\r\n") else raw
-        head, sep, value = raw.partition(b"\r\n\r\n")
-        if not sep:
-            return None
-        m = _NAME.search(head)
-        parts.append((m.group(1).decode("utf-8", "replace") if m else None, raw, value))
-    return parts
 
 
 def decode(content_type: str | None, body: bytes) -> dict[str, Any]:
@@ -53,12 +40,10 @@ def decode(content_type: str | None, body: bytes) -> dict[str, Any]:
             return {}
         return data if isinstance(data, dict) else {}
     if mime == "multipart/form-data":
-        m = _BOUNDARY.search(content_type or "")
-        parts = _multipart_parts(body, m.group(1).encode()) if m else None
         out: dict[str, Any] = {}
-        for name, _, value in parts or ():
-            if name is not None and name not in out:
-                out[name] = value.decode("utf-8", "replace")
+        for part in _multipart_parts(content_type, body) or ():
+            if part.name is not None and part.name not in out:
+                out[part.name] = part.data.decode("utf-8", "replace")
         return out
     return {}
 
@@ -82,14 +67,10 @@ def remove_field(content_type: str | None, body: bytes, name: str) -> bytes | No
         del data[name]
         return orjson.dumps(data)
     if mime == "multipart/form-data":
-        m = _BOUNDARY.search(content_type or "")
-        if not m:
+        parts = _multipart_parts(content_type, body)
+        if not parts or all(p.name != name for p in parts):
             return None
-        boundary = m.group(1).encode()
-        parts = _multipart_parts(body, boundary)
-        if not parts or all(n != name for n, _, _ in parts):
-            return None
-        delim = b"--" + boundary
-        kept = [raw for n, raw, _ in parts if n != name]
+        delim = b"--" + multipart.header_params(content_type or "")[1]["boundary"].encode("latin-1", "replace")
+        kept = [p.raw for p in parts if p.name != name]
         return b"".join(delim + b"\r\n" + raw + b"\r\n" for raw in kept) + delim + b"--\r\n"
     return None

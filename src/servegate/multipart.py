@@ -1,6 +1,7 @@
-"""multipart/form-data bodies (RFC 7578) for the Admin API: a boundary splitter and part-header parser.
+"""multipart/form-data bodies (RFC 7578): a boundary splitter and part-header parser.
 
-Admin bodies are read whole (bounded by the server's body limit), so the parts are cut from one bytes object.
+Used by the Admin API (form bodies) and by plugins that read arguments from a request body (key-auth's
+key_in_body). Bodies are read whole (bounded by the caller), so the parts are cut from one bytes object.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ class Part:
     content_type: str  # media type, lower case, no parameters ("" when the part has none)
     charset: str | None
     data: bytes  # with any Content-Transfer-Encoding undone
+    raw: bytes  # the part as sent (headers, blank line, body): to re-emit it unchanged
 
 
 def header_params(value: str) -> tuple[str, dict[str, str]]:
@@ -97,7 +99,7 @@ def _part(raw: bytes) -> Part:
             charset = params.get("charset")
         elif hname == "content-transfer-encoding":
             transfer = hvalue
-    return Part(name, ctype, charset, _decode_transfer(body, transfer) if transfer else body)
+    return Part(name, ctype, charset, _decode_transfer(body, transfer) if transfer else body, raw)
 
 
 def parse(body: bytes, content_type: str) -> list[Part]:
