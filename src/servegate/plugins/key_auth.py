@@ -41,8 +41,8 @@ CONFIG = Field(
 )
 
 
-# (stored key as bytes, consumer or None when the key can never be valid, credential, consumer headers)
-_Known = tuple[bytes, Mapping[str, Any] | None, Mapping[str, Any], HeaderPreset | None]
+# (stored key as bytes, consumer, credential, consumer headers) of a key that resolves to a consumer
+_Known = tuple[bytes, Mapping[str, Any], Mapping[str, Any], HeaderPreset]
 
 
 class _Fail(Exception):  # noqa: N818 - internal signal: authentication failed with a 401 message
@@ -163,15 +163,11 @@ class KeyAuth(Plugin):
         # probe takes does not depend on how much of a guessed key matches a stored one; string
         # equality (a memcmp) only runs on a full 64-bit keyed-hash match. The hit is confirmed
         # with compare_digest so that the final comparison is constant-time as well.
-        known = conf.known
-        entry = known.get(key)
+        entry = conf.known.get(key)
         if entry is None:
-            cred = conf.lookups.credentials_by_key.get(key)
-            if cred is None:
-                raise _Fail(ERR_INVALID)
-            entry = _known(conf, key, cred)
+            entry = _known(conf, key)
         key_bytes, consumer, cred, preset = entry
-        if not hmac.compare_digest(key_bytes, key.encode()) or consumer is None or preset is None:
+        if not hmac.compare_digest(key_bytes, key.encode()):
             raise _Fail(ERR_INVALID)
         exp = conf.expiry.get(cred["id"])
         if exp is not None and time.time() >= exp:
@@ -182,15 +178,18 @@ class KeyAuth(Plugin):
 _KNOWN_MAX = 65536
 
 
-def _known(conf: KeyAuthConf, key: str, cred: Mapping[str, Any]) -> _Known:
-    """What a valid key resolves to, computed once per snapshot and key (consumer None: never valid)."""
-    consumer = None
-    if cred.get("ttl") != 0:
-        ref = cred.get("consumer")
-        consumer_id = ref.get("id") if isinstance(ref, Mapping) else ref
-        consumer = conf.lookups.consumers_by_id.get(consumer_id) if consumer_id else None
-    entry = (str(cred.get("key", "")).encode(), consumer, cred,
-             _preset(consumer, cred) if consumer is not None else None)
+def _known(conf: KeyAuthConf, key: str) -> _Known:
+    """What a key resolves to, computed once per snapshot and key; _Fail when it resolves to no consumer
+    (such keys are not cached)."""
+    cred = conf.lookups.credentials_by_key.get(key)
+    if cred is None or cred.get("ttl") == 0:
+        raise _Fail(ERR_INVALID)
+    ref = cred.get("consumer")
+    consumer_id = ref.get("id") if isinstance(ref, Mapping) else ref
+    consumer = conf.lookups.consumers_by_id.get(consumer_id) if consumer_id else None
+    if consumer is None:
+        raise _Fail(ERR_INVALID)
+    entry = (str(cred.get("key", "")).encode(), consumer, cred, _preset(consumer, cred))
     if len(conf.known) >= _KNOWN_MAX:
         conf.known.clear()
     conf.known[key] = entry

@@ -289,11 +289,10 @@ def apply(ctx: Context, conf: RateLimitConf, windows: list[Window], result: HitR
                 best_limit, best_remaining, best_window = limit, remaining, length
                 reset = max(1, length - (now - start))
             out.append(limit_header)
-            out.append((remaining_name, str(remaining) if type(remaining) is int else _num(remaining)))
+            out.append((remaining_name, _num(remaining)))
         reset_s = str(reset)
         out.append(("RateLimit-Limit", _num(best_limit)))
-        out.append(("RateLimit-Remaining", str(best_remaining) if type(best_remaining) is int
-                    else _num(best_remaining)))
+        out.append(("RateLimit-Remaining", _num(best_remaining)))
         out.append(("RateLimit-Reset", reset_s))
         if stop is not None:
             out.append(("Retry-After", reset_s))

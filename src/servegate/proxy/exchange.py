@@ -513,8 +513,8 @@ class Exchange:
         else:
             ctype = errors.negotiate(self._str_header(b"accept"), self._str_header(b"content-type"),
                                      getattr(settings, "error_default_type", None))
-        if headers is None and self.ctx is not None and self.ctx.response_headers:
-            headers = list(self.ctx.response_headers)
+        if headers is None:
+            headers = phases.response_headers(self)
         body = errors.render(ctype, message or errors.message_for(status), self.rid)
         data = errors.response_bytes(
             status, body, ctype, self.rid, int((monotonic() - self.t_start) * 1000),
