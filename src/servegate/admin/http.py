@@ -13,12 +13,11 @@ from typing import Any
 
 class Headers(Mapping[str, str]):
     """Request headers, looked up case-insensitively. A repeated name answers its first value (what the
-    handlers need for Content-Type and Origin); `getall` has every value."""
+    handlers need for Content-Type and Origin)."""
 
-    __slots__ = ("_items", "_first")
+    __slots__ = ("_first",)
 
     def __init__(self, items: list[tuple[str, str]]) -> None:
-        self._items = items
         first: dict[str, str] = {}
         for name, value in items:
             first.setdefault(name.lower(), value)
@@ -35,13 +34,6 @@ class Headers(Mapping[str, str]):
 
     def __len__(self) -> int:
         return len(self._first)
-
-    def getall(self, name: str) -> list[str]:
-        key = name.lower()
-        return [v for n, v in self._items if n.lower() == key]
-
-    def items_as_sent(self) -> list[tuple[str, str]]:
-        return list(self._items)
 
 
 class ResponseHeaders(MutableMapping[str, str]):
