@@ -235,3 +235,15 @@ def test_debug_log_level_shows_servegate_lines_only(tmp_path):
         idle = sg.log().splitlines()[start:]
     assert len(idle) <= 4, idle
     assert not [line for line in sg.log().splitlines() if "aiosqlite" in line or "] asyncio:" in line]
+
+
+def test_start_and_restart_paths_do_not_import_typer(tmp_path):
+    """`start` keeps its idle memory low: typer (and rich) stay out of the serving process."""
+    code = ("import sys; sys.argv = ['servegate', 'start']\n"
+            "from servegate.cli import main\n"
+            "assert main._plain_start_args(['restart', '-p', 'x']) == {'conf': None, 'prefix': 'x'}\n"
+            "import servegate.node, servegate.pidfile, servegate.listeners\n"
+            "print(sorted(m for m in ('typer', 'rich', 'click') if m in sys.modules))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
