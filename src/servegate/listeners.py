@@ -72,20 +72,38 @@ def _hold(listen: Listen) -> socket.socket:
     return sock
 
 
-def claim(settings: Settings) -> list[socket.socket]:
-    """Probe every listen address; hold the proxy ones. Returns the hold sockets (keep them open)."""
-    for listen in settings.admin_listen:
-        probe(listen, "admin_listen")
-    bound = [listen for listen in settings.proxy_listen if listen.port != 0]
-    for listen in bound:
-        probe(listen, "proxy_listen")
-    # All probes first: a node listening on both 0.0.0.0:P and 127.0.0.1:P must not trip on its own hold.
-    holds: list[socket.socket] = []
-    try:
-        for listen in bound:
-            holds.append(_hold(listen))
-    except BaseException:
-        for sock in holds:
+class Holds:
+    """The hold sockets of one node, by address; `claim` at start-up, `update` on a reload."""
+
+    def __init__(self) -> None:
+        self._socks: dict[tuple[str, int], socket.socket] = {}
+
+    def claim(self, settings: Settings) -> None:
+        """Probe every listen address and hold the proxy ones; ListenError names the first that is taken."""
+        for listen in settings.admin_listen:
+            probe(listen, "admin_listen")
+        self.update(settings)
+
+    def update(self, settings: Settings) -> None:
+        """Hold the proxy addresses of `settings` (probing those not held yet), release the others."""
+        wanted = {(listen.host, listen.port): listen for listen in settings.proxy_listen if listen.port != 0}
+        new = [listen for key, listen in wanted.items() if key not in self._socks]
+        # All probes first: a node listening on both 0.0.0.0:P and 127.0.0.1:P must not trip on its own hold.
+        for listen in new:
+            probe(listen, "proxy_listen")
+        taken: dict[tuple[str, int], socket.socket] = {}
+        try:
+            for listen in new:
+                taken[(listen.host, listen.port)] = _hold(listen)
+        except BaseException:
+            for sock in taken.values():
+                sock.close()
+            raise
+        self._socks.update(taken)
+        for key in [key for key in self._socks if key not in wanted]:
+            self._socks.pop(key).close()
+
+    def close(self) -> None:
+        for sock in self._socks.values():
             sock.close()
-        raise
-    return holds
+        self._socks.clear()

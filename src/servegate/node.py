@@ -19,9 +19,12 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from servegate.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from servegate.listeners import Holds
 
 log = logging.getLogger("servegate")
 
@@ -173,13 +176,14 @@ def _signals() -> asyncio.Queue[str]:
     return queue
 
 
-async def run_worker(settings: Settings, *, with_admin: bool, reread: Reread | None = None) -> None:
+async def run_worker(settings: Settings, *, with_admin: bool, reread: Reread | None = None,
+                     holds: Holds | None = None) -> None:
     """A proxy worker (and, for a single-process node, the Admin API too).
 
     A reload (SIGHUP) re-reads the settings and opens a fresh set of proxy listeners with them next to the
     old ones (SO_REUSEPORT), then closes the old listeners: requests and streams already open finish on the
     old server (up to graceful_timeout), new connections get the new settings. The store, the snapshot and the
-    Admin API stay as they are.
+    Admin API stay as they are. `holds`: the node's port holds, when this process owns them (workers = 1).
     """
     from servegate.plugins import load_all
     from servegate.snapshot import SnapshotHolder, load_snapshot
@@ -196,7 +200,7 @@ async def run_worker(settings: Settings, *, with_admin: bool, reread: Reread | N
     draining: set[asyncio.Task[None]] = set()
     while await signals.get() == "reload":
         new = reread_settings(reread, settings, report=with_admin)
-        if new is None:
+        if new is None or not _hold_for_reload(holds, new):
             continue
         try:
             fresh = await start_proxy(new, holder)
@@ -220,13 +224,17 @@ async def run_worker(settings: Settings, *, with_admin: bool, reread: Reread | N
     await store.close()
 
 
-async def run_master(settings: Settings, children: list[int], reread: Reread | None = None) -> None:
-    """Admin API only; workers serve the proxy. Forwards a reload to the workers; stops them when stopped."""
+async def run_master(settings: Settings, children: list[int], reread: Reread | None = None,
+                     holds: Holds | None = None) -> int:
+    """Admin API only; workers serve the proxy. Forwards a reload to the workers; stops them when stopped.
+    Returns the node's exit code: 1 when a worker died."""
+    failed = False
     signals = _signals()
     store = await open_ready_store(settings)
     admin = await start_admin(settings, store, _noop)
 
     async def watch_children() -> None:
+        nonlocal failed
         # Polled rather than a SIGCHLD handler: uvloop keeps SIGCHLD for itself.
         # A worker that dies unexpectedly brings the node down; a supervisor (Docker, systemd) restarts it.
         while True:
@@ -234,6 +242,7 @@ async def run_master(settings: Settings, children: list[int], reread: Reread | N
                 with contextlib.suppress(ChildProcessError):
                     done, status = os.waitpid(pid, os.WNOHANG)
                     if done:
+                        failed = True
                         children.remove(pid)
                         log.error("worker %d exited (status %d); stopping", pid, status)
                         signals.put_nowait("stop")
@@ -242,8 +251,10 @@ async def run_master(settings: Settings, children: list[int], reread: Reread | N
     watcher = asyncio.get_running_loop().create_task(watch_children())
     while await signals.get() == "reload":
         # Checked here first so that a bad file is reported once, not by every worker.
-        if reread_settings(reread, settings, report=True) is None:
+        new = reread_settings(reread, settings, report=True)
+        if new is None or not _hold_for_reload(holds, new):
             continue
+        setup_logging(new.log_level)
         for pid in children:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGHUP)
@@ -266,6 +277,21 @@ async def run_master(settings: Settings, children: list[int], reread: Reread | N
         else:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+    return 1 if failed else 0
+
+
+def _hold_for_reload(holds: Holds | None, new: Settings) -> bool:
+    """Claim the proxy addresses a reload adds (as start-up does); False (logged) when one is taken."""
+    if holds is None:
+        return True
+    from servegate.listeners import ListenError
+
+    try:
+        holds.update(new)
+    except ListenError as e:
+        log.error("reload refused: %s; keeping the running configuration", e)
+        return False
+    return True
 
 
 def stop_children(children: list[int]) -> None:
@@ -304,7 +330,7 @@ def start(settings: Settings, reread: Reread | None = None) -> int:
     Order matters: nothing under the prefix and no port is touched before this node owns the prefix's pid
     file, and no listener is opened before every listen address is known to be free.
     """
-    from servegate.listeners import ListenError, claim
+    from servegate.listeners import Holds, ListenError
     from servegate.pidfile import AlreadyRunning, PidFile
 
     setup_logging(settings.log_level)
@@ -316,43 +342,44 @@ def start(settings: Settings, reread: Reread | None = None) -> int:
         return _error(f"{e} at {settings.prefix}")
     except OSError as e:
         return _error(f"cannot use the prefix {settings.prefix}: {e.strerror}")
-    holds: list[Any] = []
+    holds = Holds()
     try:
         # Until the event loop handles it, a reload request must not kill a starting node or worker.
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         # Bootstrap or refuse before forking, so a pending migration is reported once and nothing starts.
         asyncio.run(_check_database(settings))
-        holds = claim(settings)
+        holds.claim(settings)
         _prepare(settings)
         if settings.workers == 1:
             install_event_loop_policy()
-            asyncio.run(run_worker(settings, with_admin=True, reread=reread))
+            asyncio.run(run_worker(settings, with_admin=True, reread=reread, holds=holds))
             return 0
         children: list[int] = []
         for _ in range(settings.workers):
             pid = os.fork()
             if pid == 0:
-                _worker_main(settings, reread)
+                _worker_main(settings, reread, holds)
             children.append(pid)
         # The master (Admin API, worker supervision) stays on asyncio's own loop: uvloop is only imported by
         # the workers, which keeps it out of the master's memory (the Admin API is not on the hot path).
         try:
-            asyncio.run(run_master(settings, children, reread))
+            return asyncio.run(run_master(settings, children, reread, holds))
         except BaseException:
             stop_children(children)
             raise
-        return 0
     except (StartupError, ListenError) as e:
         return _error(str(e))
     finally:
-        for sock in holds:
-            sock.close()
+        holds.close()
         lock.release()
 
 
-def _worker_main(settings: Settings, reread: Reread | None) -> None:
+def _worker_main(settings: Settings, reread: Reread | None, holds: Holds) -> None:
     """A forked worker's whole life; never returns."""
     code = 0
+    # The master keeps the holds (and releases one when a reload drops its address): a copy kept here would
+    # keep that port bound for as long as this worker lives.
+    holds.close()
     try:
         install_event_loop_policy()
         asyncio.run(run_worker(settings, with_admin=False, reread=reread))

@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -119,3 +120,60 @@ def test_free_ports_start_normally_after_a_refused_start(tmp_path):
     with Servegate(prefix=str(tmp_path), admin_port=port) as sg:
         assert sg.admin("GET", "/status")[0] == 200
         assert os.path.exists(tmp_path / "servegate.pid")
+
+
+class ConfNode(Servegate):
+    """A node whose proxy_listen comes from its conf file (so that a reload can change it)."""
+
+    def env(self) -> dict[str, str]:
+        env = super().env()
+        del env["SERVEGATE_PROXY_LISTEN"]
+        return env
+
+
+def wait_for_log(sg: Servegate, text: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in sg.log():
+        assert time.monotonic() < deadline, sg.log()
+        time.sleep(0.1)
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_reload_onto_another_nodes_proxy_port_is_refused(tmp_path, workers):
+    conf = tmp_path / "b.conf"
+    own, moved = free_port(), free_port()
+    conf.write_text(f"proxy_listen = 127.0.0.1:{own}\n")
+    with Servegate(prefix=str(tmp_path / "a")) as first:
+        node = ConfNode(prefix=str(tmp_path / "b"), proxy_port=own, workers=workers,
+                        extra_env={"SERVEGATE_CONF": str(conf)})
+        with node:
+            conf.write_text(f"proxy_listen = 127.0.0.1:{first.proxy_port}\n")
+            r = subprocess.run([sys.executable, "-m", "servegate", "reload"], env=node.env(), capture_output=True,
+                               text=True, timeout=30)
+            assert r.returncode == 0, r.stderr
+            wait_for_log(node, f"reload refused: cannot listen on 127.0.0.1:{first.proxy_port} (proxy_listen): "
+                               "address already in use")
+            assert node._proxy_up()
+            assert_healthy(first)
+            # A reload onto a free port moves the node there and frees its old port.
+            conf.write_text(f"proxy_listen = 127.0.0.1:{moved}\n")
+            r = subprocess.run([sys.executable, "-m", "servegate", "reload"], env=node.env(), capture_output=True,
+                               text=True, timeout=30)
+            assert r.returncode == 0, r.stderr
+            deadline = time.monotonic() + 10
+            while not port_free(own):
+                assert time.monotonic() < deadline, node.log()
+                time.sleep(0.1)
+            socket.create_connection(("127.0.0.1", moved), timeout=2).close()
+            assert node.proc is not None and node.proc.poll() is None
+        assert_healthy(first)
