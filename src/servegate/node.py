@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import logging
 import os
 import signal
@@ -133,11 +134,16 @@ async def start_proxy(settings: Settings, holder: Any) -> Any:
     proxy = ProxyServer(settings, holder)
     try:
         await proxy.start()
-    except OSError as e:
+    except OSError as e:  # includes ssl.SSLError (a certificate that does not load)
         failed = settings.proxy_listen[min(len(proxy.listeners), len(settings.proxy_listen) - 1)]
         await proxy.stop(0)
-        raise StartupError(f"cannot listen on {address(failed)} (proxy_listen): {describe(e)}") from None
+        if e.errno in BIND_ERRORS and e.strerror:
+            raise StartupError(f"cannot listen on {address(failed)} (proxy_listen): {describe(e)}") from None
+        raise StartupError(f"cannot start the proxy on {address(failed)}: {e}") from None
     return proxy
+
+
+BIND_ERRORS = (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES, errno.EAFNOSUPPORT)
 
 
 # Settings a reload cannot apply: the store connection, the Admin API's listeners and the process layout
