@@ -310,7 +310,7 @@ async def _noop() -> None:
     return None
 
 
-def _prepare(settings: Settings) -> None:
+def prepare_prefix(settings: Settings) -> None:
     """Work that must happen once per node, before any fork (shared files under prefix); `servegate prepare`
     runs it alone."""
     Path(settings.prefix).mkdir(parents=True, exist_ok=True)
@@ -355,7 +355,7 @@ def start(settings: Settings, reread: Reread | None = None) -> int:
         # Bootstrap or refuse before forking, so a pending migration is reported once and nothing starts.
         asyncio.run(_check_database(settings))
         holds.claim(settings)
-        _prepare(settings)
+        prepare_prefix(settings)
         if settings.workers == 1:
             install_event_loop_policy()
             asyncio.run(run_worker(settings, with_admin=True, reread=reread, holds=holds))

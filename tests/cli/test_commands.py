@@ -111,6 +111,8 @@ def test_check_reports_a_valid_conf_file(tmp_path):
     assert r.stdout.strip() == f"configuration at {conf} is valid"
     r = cli("check", "-c", str(conf), env=plain_env(tmp_path))
     assert r.stdout.strip() == f"configuration at {conf} is valid"
+    r = cli("check", env=plain_env(tmp_path, SERVEGATE_CONF=str(conf)))
+    assert r.stdout.strip() == f"configuration at {conf} is valid"
 
 
 def test_check_without_a_conf_file_checks_the_environment(tmp_path):

@@ -4,6 +4,7 @@ setup. `main.py` is the entry point (and runs `start`/`restart` without importin
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 from typing import Annotated, Any
@@ -119,7 +120,8 @@ def check(
         except (OSError, ssl.SSLError) as e:
             typer.echo(f"Error: invalid ssl_cert ({settings.ssl_cert}): {e.strerror or e}", err=True)
             raise typer.Exit(1) from None
-    typer.echo(f"configuration at {path or 'the environment (no conf file)'} is valid")
+    shown = path or os.environ.get("SERVEGATE_CONF") or os.environ.get("KONG_CONF")
+    typer.echo(f"configuration at {shown or 'the environment (no conf file)'} is valid")
 
 
 @app.command()
@@ -129,11 +131,11 @@ def prepare(conf: ConfOpt = None, prefix: PrefixOpt = None) -> None:
     The prefix directory, the default TLS certificate (when a listener has `ssl`) and the rate-limiting
     counter file.
     """
-    from servegate.node import _prepare
+    from servegate.node import prepare_prefix
 
     settings = _settings(conf, prefix)
     try:
-        _prepare(settings)
+        prepare_prefix(settings)
     except OSError as e:
         typer.echo(f"Error: cannot prepare {settings.prefix}: {e.strerror or e}", err=True)
         raise typer.Exit(1) from None
