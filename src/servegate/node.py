@@ -3,21 +3,29 @@
 With `workers = 1` everything runs in one process. With N > 1 the master process serves the Admin API and
 forks N proxy workers that share the proxy listeners through SO_REUSEPORT; each worker polls the store's
 config version and rebuilds its own snapshot, so a change made through any node reaches every worker.
+Only this node's own processes share those ports: start-up owns the prefix's pid file and claims every listen
+address first (servegate.pidfile, servegate.listeners). SIGHUP reloads the settings (see run_worker).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import errno
 import logging
 import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from servegate.settings import Settings
+from servegate.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from servegate.listeners import Holds
 
 log = logging.getLogger("servegate")
 
@@ -26,10 +34,17 @@ class StartupError(RuntimeError):
     """A condition that stops start-up with one clear line (pending migrations, DB unreachable...)."""
 
 
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "notice": logging.INFO, "warn": logging.WARNING,
+          "error": logging.ERROR, "crit": logging.CRITICAL}
+
+
 def setup_logging(level: str) -> None:
-    py_level = {"debug": logging.DEBUG, "info": logging.INFO, "notice": logging.INFO, "warn": logging.WARNING,
-                "error": logging.ERROR, "crit": logging.CRITICAL}[level]
-    logging.basicConfig(stream=sys.stdout, level=py_level, format="%(asctime)s [%(levelname)s] %(name)s: %(message)s")
+    """Log to stdout at `level` (called again on reload). `debug` is servegate's own debug lines: libraries
+    (aiosqlite logs every query, asyncio its loop internals) stay at info, or a debug log is unreadable."""
+    py_level = LEVELS[level]
+    logging.basicConfig(stream=sys.stdout, format="%(asctime)s [%(levelname)s] %(name)s: %(message)s")
+    logging.getLogger().setLevel(max(py_level, logging.INFO))
+    logging.getLogger("servegate").setLevel(py_level)
 
 
 def install_event_loop_policy() -> None:
@@ -100,70 +115,158 @@ async def start_admin(settings: Settings, store: Any, on_change: Any) -> Any:
     if not settings.admin_listen:
         return None
     from servegate.admin import serve
+    from servegate.listeners import address, describe
 
-    server = await serve(store, settings, on_change=on_change)
+    try:
+        server = await serve(store, settings, on_change=on_change)
+    except OSError as e:  # taken since start-up's probe
+        where = ", ".join(address(x) for x in settings.admin_listen)
+        raise StartupError(f"cannot listen on {where} (admin_listen): {describe(e)}") from None
     log.info("admin API listening on %s", ", ".join(str(x) for x in settings.admin_listen))
     return server
 
 
-def _stop_event() -> asyncio.Event:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    return stop
-
-
-async def run_worker(settings: Settings, *, with_admin: bool) -> None:
-    """A proxy worker (and, for a single-process node, the Admin API too)."""
-    from servegate.plugins import load_all
+async def start_proxy(settings: Settings, holder: Any) -> Any:
+    """A started ProxyServer on settings.proxy_listen; StartupError names the address it could not bind."""
+    from servegate.listeners import address, describe
     from servegate.proxy.server import ProxyServer
+
+    proxy = ProxyServer(settings, holder)
+    try:
+        await proxy.start()
+    except OSError as e:  # includes ssl.SSLError (a certificate that does not load)
+        failed = settings.proxy_listen[min(len(proxy.listeners), len(settings.proxy_listen) - 1)]
+        await proxy.stop(0)
+        if e.errno in BIND_ERRORS and e.strerror:
+            raise StartupError(f"cannot listen on {address(failed)} (proxy_listen): {describe(e)}") from None
+        raise StartupError(f"cannot start the proxy on {address(failed)}: {e}") from None
+    return proxy
+
+
+BIND_ERRORS = (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES, errno.EAFNOSUPPORT)
+
+
+# Settings a reload cannot apply: the store connection, the Admin API's listeners and the process layout
+# are set up once. A reload keeps their running values and says so.
+RESTART_ONLY = ("prefix", "database", "sqlite_path", "pg_host", "pg_port", "pg_user", "pg_password",
+                "pg_password_file", "pg_database", "pg_timeout", "pg_ssl", "admin_listen", "workers")
+
+Reread = Callable[[], Settings]
+
+
+def reread_settings(reread: Reread | None, current: Settings, *, report: bool) -> Settings | None:
+    """The settings a reload applies (restart-only ones kept from `current`), or None when they do not load.
+    `report`: log what is refused or ignored (the process serving the Admin API does; its workers need not)."""
+    if reread is None:
+        return None
+    try:
+        new = reread()
+    except SettingsError as e:
+        if report:
+            log.error("reload refused: %s; keeping the running configuration", e)
+        return None
+    changed = [name for name in RESTART_ONLY if getattr(new, name) != getattr(current, name)]
+    if changed and report:
+        # Names only: values may be secrets (pg_password).
+        log.warning("reload: %s changed; that takes effect on restart", ", ".join(changed))
+    return dataclasses.replace(new, **{name: getattr(current, name) for name in changed})
+
+
+def _signals() -> asyncio.Queue[str]:
+    """"stop" on SIGTERM/SIGINT, "reload" on SIGHUP."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[str] = asyncio.Queue()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, queue.put_nowait, "stop")
+    loop.add_signal_handler(signal.SIGHUP, queue.put_nowait, "reload")
+    return queue
+
+
+async def run_worker(settings: Settings, *, with_admin: bool, reread: Reread | None = None,
+                     holds: Holds | None = None) -> None:
+    """A proxy worker (and, for a single-process node, the Admin API too).
+
+    A reload (SIGHUP) re-reads the settings and opens a fresh set of proxy listeners with them next to the
+    old ones (SO_REUSEPORT), then closes the old listeners: requests and streams already open finish on the
+    old server (up to graceful_timeout), new connections get the new settings. The store, the snapshot and the
+    Admin API stay as they are. `holds`: the node's port holds, when this process owns them (workers = 1).
+    """
+    from servegate.plugins import load_all
     from servegate.snapshot import SnapshotHolder, load_snapshot
 
     load_all()  # plugin handlers must be registered before the first snapshot indexes plugin rows
-    stop = _stop_event()
+    signals = _signals()
     store = await open_ready_store(settings)
     holder = SnapshotHolder(await load_snapshot(store))
     feed = SnapshotFeed(store, holder, settings.db_update_frequency)
     feed.start()
     admin = await start_admin(settings, store, lambda: feed.refresh(force=True)) if with_admin else None
-    proxy = ProxyServer(settings, holder)
-    await proxy.start()
+    proxy = await start_proxy(settings, holder)
     log.info("proxy listening on %s (pid %d)", ", ".join(str(x) for x in settings.proxy_listen), os.getpid())
-    await stop.wait()
+    draining: set[asyncio.Task[None]] = set()
+    while await signals.get() == "reload":
+        new = reread_settings(reread, settings, report=with_admin)
+        if new is None or not _hold_for_reload(holds, new):
+            continue
+        try:
+            fresh = await start_proxy(new, holder)
+        except Exception as e:  # a bad certificate, an address taken meanwhile: keep serving as before
+            log.error("reload: cannot start the proxy with the new settings (%s); keeping the running one", e)
+            continue
+        setup_logging(new.log_level)
+        feed.interval = new.db_update_frequency
+        old, proxy, settings = proxy, fresh, new
+        task = asyncio.get_running_loop().create_task(old.stop(settings.graceful_timeout))
+        draining.add(task)
+        task.add_done_callback(draining.discard)
+        log.info("reloaded (pid %d): open connections finish on the previous settings", os.getpid())
     log.info("stopping: finishing in-flight requests (up to %ss)", settings.graceful_timeout)
     if admin is not None:
         await admin.stop(settings.graceful_timeout)
     await proxy.stop(settings.graceful_timeout)
+    if draining:
+        await asyncio.gather(*draining)
     await feed.stop()
     await store.close()
 
 
-async def run_master(settings: Settings, children: list[int]) -> None:
-    """Admin API only; workers serve the proxy. Stops the workers when stopped."""
-    stop = _stop_event()
+async def run_master(settings: Settings, children: list[int], reread: Reread | None = None,
+                     holds: Holds | None = None) -> int:
+    """Admin API only; workers serve the proxy. Forwards a reload to the workers; stops them when stopped.
+    Returns the node's exit code: 1 when a worker died."""
+    failed = False
+    signals = _signals()
     store = await open_ready_store(settings)
     admin = await start_admin(settings, store, _noop)
 
     async def watch_children() -> None:
+        nonlocal failed
         # Polled rather than a SIGCHLD handler: uvloop keeps SIGCHLD for itself.
         # A worker that dies unexpectedly brings the node down; a supervisor (Docker, systemd) restarts it.
-        while not stop.is_set():
+        while True:
             for pid in list(children):
                 with contextlib.suppress(ChildProcessError):
                     done, status = os.waitpid(pid, os.WNOHANG)
                     if done:
+                        failed = True
                         children.remove(pid)
                         log.error("worker %d exited (status %d); stopping", pid, status)
-                        stop.set()
+                        signals.put_nowait("stop")
             await asyncio.sleep(0.5)
 
     watcher = asyncio.get_running_loop().create_task(watch_children())
-    await stop.wait()
+    while await signals.get() == "reload":
+        # Checked here first so that a bad file is reported once, not by every worker.
+        new = reread_settings(reread, settings, report=True)
+        if new is None or not _hold_for_reload(holds, new):
+            continue
+        setup_logging(new.log_level)
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGHUP)
+        log.info("reload: signalled %d worker(s)", len(children))
     watcher.cancel()
-    for pid in children:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
+    stop_children(children)
     if admin is not None:
         await admin.stop(settings.graceful_timeout)
     await store.close()
@@ -180,14 +283,36 @@ async def run_master(settings: Settings, children: list[int]) -> None:
         else:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+    return 1 if failed else 0
+
+
+def _hold_for_reload(holds: Holds | None, new: Settings) -> bool:
+    """Claim the proxy addresses a reload adds (as start-up does); False (logged) when one is taken."""
+    if holds is None:
+        return True
+    from servegate.listeners import ListenError
+
+    try:
+        holds.update(new)
+    except ListenError as e:
+        log.error("reload refused: %s; keeping the running configuration", e)
+        return False
+    return True
+
+
+def stop_children(children: list[int]) -> None:
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
 
 
 async def _noop() -> None:
     return None
 
 
-def _prepare(settings: Settings) -> None:
-    """Work that must happen once per node, before any fork (shared files under prefix)."""
+def prepare_prefix(settings: Settings) -> None:
+    """Work that must happen once per node, before any fork (shared files under prefix); `servegate prepare`
+    runs it alone."""
     Path(settings.prefix).mkdir(parents=True, exist_ok=True)
     if any(listen.ssl for listen in settings.proxy_listen + settings.admin_listen):
         from servegate.proxy.tls import ensure_certificate
@@ -199,51 +324,78 @@ def _prepare(settings: Settings) -> None:
         prepare_node(settings)
 
 
-def pid_file(settings: Settings) -> Path:
-    return Path(settings.prefix) / "servegate.pid"
+def _error(message: str) -> int:
+    print(f"Error: {message}", file=sys.stderr)
+    return 1
 
 
-def start(settings: Settings) -> int:
-    """`servegate start`: runs in the foreground until SIGTERM/SIGINT. Returns the exit code."""
+def start(settings: Settings, reread: Reread | None = None) -> int:
+    """`servegate start`: runs in the foreground until SIGTERM/SIGINT; SIGHUP reloads (`reread` gives the new
+    settings). Returns the exit code.
+
+    Order matters: nothing under the prefix and no port is touched before this node owns the prefix's pid
+    file, and no listener is opened before every listen address is known to be free.
+    """
+    from servegate.listeners import Holds, ListenError
+    from servegate.pidfile import AlreadyRunning, PidFile
+
     setup_logging(settings.log_level)
-    _prepare(settings)
-    # Bootstrap or refuse before forking, so a pending migration is reported once and nothing starts.
+    lock = PidFile(settings.prefix)
     try:
+        Path(settings.prefix).mkdir(parents=True, exist_ok=True)
+        lock.acquire()
+    except AlreadyRunning as e:
+        return _error(f"{e} at {settings.prefix}")
+    except OSError as e:
+        return _error(f"cannot use the prefix {settings.prefix}: {e.strerror}")
+    holds = Holds()
+    try:
+        # Until the event loop handles it, a reload request must not kill a starting node or worker.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        # Bootstrap or refuse before forking, so a pending migration is reported once and nothing starts.
         asyncio.run(_check_database(settings))
-    except StartupError as e:
-        print(f"Error: {e}", file=sys.stderr)
-        return 1
-    pid_file(settings).write_text(str(os.getpid()))
-    try:
+        holds.claim(settings)
+        prepare_prefix(settings)
         if settings.workers == 1:
             install_event_loop_policy()
-            asyncio.run(run_worker(settings, with_admin=True))
+            asyncio.run(run_worker(settings, with_admin=True, reread=reread, holds=holds))
             return 0
         children: list[int] = []
         for _ in range(settings.workers):
             pid = os.fork()
             if pid == 0:
-                code = 0
-                try:
-                    install_event_loop_policy()
-                    asyncio.run(run_worker(settings, with_admin=False))
-                except BaseException:
-                    log.exception("worker failed")
-                    code = 1
-                finally:
-                    os._exit(code)
+                _worker_main(settings, reread, holds)
             children.append(pid)
         # The master (Admin API, worker supervision) stays on asyncio's own loop: uvloop is only imported by
         # the workers, which keeps it out of the master's memory (the Admin API is not on the hot path).
-        asyncio.run(run_master(settings, children))
-        return 0
-    except StartupError as e:
-        print(f"Error: {e}", file=sys.stderr)
-        return 1
+        try:
+            return asyncio.run(run_master(settings, children, reread, holds))
+        except BaseException:
+            stop_children(children)
+            raise
+    except (StartupError, ListenError) as e:
+        return _error(str(e))
     finally:
-        with contextlib.suppress(OSError):
-            if pid_file(settings).read_text() == str(os.getpid()):
-                pid_file(settings).unlink()
+        holds.close()
+        lock.release()
+
+
+def _worker_main(settings: Settings, reread: Reread | None, holds: Holds) -> None:
+    """A forked worker's whole life; never returns."""
+    code = 0
+    # The master keeps the holds (and releases one when a reload drops its address): a copy kept here would
+    # keep that port bound for as long as this worker lives.
+    holds.close()
+    try:
+        install_event_loop_policy()
+        asyncio.run(run_worker(settings, with_admin=False, reread=reread))
+    except StartupError as e:
+        code = _error(str(e))
+    except BaseException:
+        log.exception("worker failed")
+        code = 1
+    finally:
+        os._exit(code)
 
 
 async def _check_database(settings: Settings) -> None:

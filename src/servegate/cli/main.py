@@ -1,8 +1,8 @@
 """Entry point of the `servegate` command.
 
-`servegate start` is parsed here, without typer: typer, click and the setup command's HTTP client cost
-several MB of RSS in a process that then serves for days without needing them. Every other command goes
-through the typer app in `commands.py`.
+`servegate start` and `servegate restart` are parsed here, without typer: typer, click and the setup
+command's HTTP client cost several MB of RSS in a process that then serves for days without needing them.
+Every other command (and `start -h`) goes through the typer app in `commands.py`.
 """
 
 from __future__ import annotations
@@ -20,9 +20,44 @@ def settings_from(conf: str | None = None, prefix: str | None = None) -> Setting
     return load_settings(env, conf)
 
 
+def stop_running(settings: Settings, *, quiet_if_none: bool = False) -> int:
+    """`servegate stop`: SIGTERM the node under the prefix and wait until it is gone. Returns the exit code."""
+    from servegate.pidfile import stop_node
+
+    timeout = settings.graceful_timeout + 10
+    pid, stopped = stop_node(settings.prefix, timeout)
+    if pid is None:
+        if quiet_if_none:
+            return 0
+        print(f"Error: servegate is not running at {settings.prefix}", file=sys.stderr)
+        return 1
+    if not stopped:
+        print(f"Error: servegate (pid {pid}) did not stop within {timeout:g} s", file=sys.stderr)
+        return 1
+    print(f"servegate stopped (pid {pid})", flush=True)
+    return 0
+
+
+def run_start(conf: str | None, prefix: str | None, *, restart: bool = False) -> int:
+    """`servegate start` (and `restart`: stop the running node first). SIGHUP re-reads the same sources."""
+    try:
+        settings = settings_from(conf, prefix)
+    except SettingsError as e:
+        print(f"Error: {e}", file=sys.stderr)
+        return 1
+    if restart:
+        code = stop_running(settings, quiet_if_none=True)
+        if code:
+            return code
+    from servegate.node import start as start_node
+
+    return start_node(settings, lambda: settings_from(conf, prefix))
+
+
 def _plain_start_args(argv: list[str]) -> dict[str, str | None] | None:
-    """`start` with only --conf/-c and --prefix/-p: its options, else None (anything else goes through typer)."""
-    if not argv or argv[0] != "start":
+    """`start`/`restart` with only --conf/-c and --prefix/-p: its options, else None (anything else, such as
+    `start -h`, goes through typer)."""
+    if not argv or argv[0] not in ("start", "restart"):
         return None
     opts: dict[str, str | None] = {"conf": None, "prefix": None}
     names = {"--conf": "conf", "-c": "conf", "--prefix": "prefix", "-p": "prefix"}
@@ -44,14 +79,7 @@ def _plain_start_args(argv: list[str]) -> dict[str, str | None] | None:
 def main() -> None:
     opts = _plain_start_args(sys.argv[1:])
     if opts is not None:
-        try:
-            settings = settings_from(opts["conf"], opts["prefix"])
-        except SettingsError as e:
-            print(f"Error: {e}", file=sys.stderr)
-            sys.exit(1)
-        from servegate.node import start as start_node
-
-        sys.exit(start_node(settings))
+        sys.exit(run_start(opts["conf"], opts["prefix"], restart=sys.argv[1] == "restart"))
     from servegate.cli.commands import app
 
-    app()
+    app(prog_name="servegate")

@@ -348,7 +348,7 @@ def run_setup(
 def setup(
     wait: Annotated[
         float | None,
-        typer.Option(help="Seconds to wait for the Admin API (default: SERVEGATE_SETUP_WAIT or 60)."),
+        typer.Option(metavar="SECONDS", help="Seconds to wait for the Admin API (default: SERVEGATE_SETUP_WAIT or 60)."),
     ] = None,
 ) -> None:
     """Create or update the standard services, routes, key-auth plugin and admin consumer (idempotent).
