@@ -42,3 +42,15 @@ async def test_stale_rows_are_cleaned(store: Store) -> None:
     await store.ratelimit_incr([("a", "second", 1, None, None, -10), ("b", "second", 2, None, None, 60)], 1)
     assert await store.ratelimit_get("a", [("second", 1)], None, None) == {"second": 0}
     assert await store.ratelimit_get("b", [("second", 2)], None, None) == {"second": 1}
+
+
+async def test_identifiers_no_index_could_hold_count_alike_on_both_stores(store: Store) -> None:
+    """limit_by header/path: a long header value or a path with an escaped NUL is still one counter."""
+    import secrets
+
+    for identifier in (secrets.token_hex(3000), "a\x00b", "/p\udcff"):
+        key = [(identifier, "minute", 1700000000, None, None, 60)]
+        await store.ratelimit_incr(key, 1)
+        await store.ratelimit_incr(key, 2)
+        assert await store.ratelimit_get(identifier, [("minute", 1700000000)], None, None) == {"minute": 3}
+    assert await store.ratelimit_get("a", [("minute", 1700000000)], None, None) == {"minute": 0}

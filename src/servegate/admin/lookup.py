@@ -41,7 +41,7 @@ def entity_named(name: str) -> Entity | None:
 
 def _validate_key_value(field: Field, value: str) -> str | None:
     """Kong validates an endpoint key from the URL with the field's own rules (code 10 on failure)."""
-    err = validate_field(field, value)
+    err = validate_field(field, value, lookup=True)
     if err is None:
         return None
     return err if isinstance(err, str) else str(err)

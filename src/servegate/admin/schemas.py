@@ -15,8 +15,8 @@ from servegate.schema.plugins import get_plugin
 from servegate.schema.validate import process_input
 
 # Field attributes rendered as-is when set (Kong's schema JSON uses the same names).
-_FLAGS = ("required", "unique", "auto", "immutable")
-_VALUES = ("len_min", "len_eq", "reference", "on_delete", "one_of", "between", "gt", "starts_with")
+_FLAGS = ("required", "unique", "auto", "immutable", "timestamp")
+_VALUES = ("len_min", "len_eq", "len_max", "reference", "on_delete", "one_of", "between", "gt", "starts_with")
 
 
 def _jsonable(value: Any) -> Any:

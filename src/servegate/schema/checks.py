@@ -55,6 +55,19 @@ def http_method(value: str) -> str | None:
     return None if _UPPER.match(value) else f"invalid value: {value}"
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def utf8_string(value: str) -> str | None:
+    """Kong's validate_utf8_string. Bytes that are not UTF-8 reach us as lone surrogates
+    (surrogateescape: URL segments); neither store can hold them."""
+    m = _SURROGATE.search(value)
+    if m is None:
+        return None
+    position = len(value[: m.start()].encode("utf-8")) + 1
+    return f"invalid utf-8 character sequence detected at position {position}"
+
+
 # ---------------------------------------------------------------------------------------------
 # hosts (Kong's normalize_ip: classify as ipv4 / ipv6 / name, then parse with optional port)
 

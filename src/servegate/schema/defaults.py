@@ -6,10 +6,11 @@
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Mapping
 from typing import Any
 
-from servegate.schema.fields import NO_DEFAULT, Field
+from servegate.schema.fields import INT64_MAX, INT64_MIN, NO_DEFAULT, Field
 
 MISSING: Any = object()
 
@@ -34,8 +35,24 @@ def missing_value(field: Field) -> Any:
     return None
 
 
+def _number(field: Field, value: Any) -> Any:
+    """Lua has one number type: an integral double is an integer, an integer beyond 64 bits a double."""
+    if isinstance(value, bool):
+        return value
+    if field.type == "integer" and isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)  # stored and returned as an integer; validation checks its range
+    if field.type == "number" and isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+        try:
+            return float(value)
+        except OverflowError:
+            return math.copysign(math.inf, value)  # not a number: validation rejects it
+    return value
+
+
 def adjust(field: Field, value: Any, op: str) -> Any:
     """Defaults and collection normalization for one field; `value` may be MISSING."""
+    if field.type in ("integer", "number"):
+        return missing_value(field) if value is MISSING and op != "update" else _number(field, value)
     if field.type == "record":
         if field.fields is not None:
             if value is MISSING and op != "update" and field.required:

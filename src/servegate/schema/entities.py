@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from servegate.schema import checks
-from servegate.schema.fields import Entity, Field
+from servegate.schema.fields import UNIQUE_MAX_BYTES, Check, Entity, Field
 from servegate.schema.urls import expand_service_url
 
 PROTOCOLS: tuple[str, ...] = ("grpc", "grpcs", "http", "https", "tcp", "tls", "tls_passthrough", "udp")
@@ -26,11 +26,18 @@ def uuid_field() -> Field:
 
 
 def timestamp_field() -> Field:
-    return Field("integer", auto=True)
+    return Field("integer", auto=True, timestamp=True)
+
+
+def unique_string_field(*extra: Check, auto: bool = False, control_chars: bool = True) -> Field:
+    """A unique string: bounded so that its index entry fits PostgreSQL's btree on both stores alike."""
+    return Field(
+        "string", unique=True, auto=auto, len_max=UNIQUE_MAX_BYTES, control_chars=control_chars, checks=extra
+    )
 
 
 def utf8_name_field() -> Field:
-    return Field("string", unique=True, checks=(checks.utf8_name,))
+    return unique_string_field(checks.utf8_name)
 
 
 def tags_field() -> Field:
@@ -305,8 +312,8 @@ CONSUMERS = Entity(
         ("id", uuid_field()),
         ("created_at", timestamp_field()),
         ("updated_at", timestamp_field()),
-        ("username", Field("string", unique=True)),
-        ("custom_id", Field("string", unique=True)),
+        ("username", unique_string_field()),
+        ("custom_id", unique_string_field()),
         ("tags", tags_field()),
     ),
     entity_checks=(_consumer_checks,),
@@ -354,7 +361,7 @@ KEYAUTH_CREDENTIALS = Entity(
         ("id", uuid_field()),
         ("created_at", timestamp_field()),
         ("consumer", Field("foreign", reference="consumers", required=True, on_delete="cascade")),
-        ("key", Field("string", unique=True, auto=True)),
+        ("key", unique_string_field(auto=True, control_chars=False)),
         ("tags", tags_field()),
     ),
 )

@@ -19,6 +19,14 @@ Check = Callable[[Any], "str | None"]
 # a list of "@entity" strings, or a dict field -> message for field-level errors.
 EntityCheck = Callable[[Mapping[str, Any]], "list[str] | dict[str, Any] | None"]
 
+# Both stores keep integers in 64-bit columns (PostgreSQL BIGINT, SQLite INTEGER) and the Admin API
+# renders them as JSON integers: an integer field without a `between` of its own is held to this range.
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+# PostgreSQL refuses a btree index entry over ~2.7 KB; a key-auth key is also stored, JSON-escaped
+# (up to twice as long once control characters are refused), in the cache_key index.
+UNIQUE_MAX_BYTES = 1024
+
 
 @dataclass(frozen=True)
 class Field:
@@ -35,11 +43,17 @@ class Field:
     auto: bool = False
     # uuid: the string must be a UUID (message "expected a valid UUID").
     uuid: bool = False
+    # timestamp: a positive integer (Kong's `timestamp` validator, "expected a valid timestamp").
+    timestamp: bool = False
     immutable: bool = False
     # array / set
     elements: Field | None = None
     len_min: int | None = None
     len_eq: int | None = None
+    # strings: counted in UTF-8 bytes, as Kong's `#value` counts them
+    len_max: int | None = None
+    # strings: False refuses C0 control characters (key-auth keys: see UNIQUE_MAX_BYTES)
+    control_chars: bool = True
     # map
     keys: Field | None = None
     values: Field | None = None

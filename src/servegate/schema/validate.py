@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import math
+import re
 import secrets
 import time
 import uuid
@@ -17,10 +18,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from servegate.schema import errors as dao_errors
-from servegate.schema.checks import is_uuid
+from servegate.schema.checks import is_uuid, utf8_string
 from servegate.schema.defaults import MISSING, adjust, merge
 from servegate.schema.entities import DAO_MAX_TTL, ENTITIES, protocols_field, route_subschema
-from servegate.schema.fields import Entity, Field
+from servegate.schema.fields import INT64_MAX, INT64_MIN, Entity, Field
 from servegate.schema.plugin_config import expand_config_shorthands
 from servegate.schema.plugins import PluginSchema, get_plugin
 
@@ -58,10 +59,13 @@ def _type_ok(t: str, value: Any) -> bool:
         return isinstance(value, str)
     if t == "boolean":
         return isinstance(value, bool)
-    if t == "number":
-        return _is_number(value)
-    if t == "integer":
-        return _is_number(value) and math.isfinite(value) and float(value).is_integer()
+    if t in ("number", "integer"):
+        if not _is_number(value):
+            return False
+        if isinstance(value, int):
+            return True  # (never through float(): an int may be beyond a double's range)
+        # Infinity and NaN reach us only from form values ("1e999"); neither is a JSON number.
+        return math.isfinite(value) and (t == "number" or value.is_integer())
     return True
 
 
@@ -71,16 +75,30 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def _rules(field: Field, value: Any) -> str | None:
+NUL = "must not contain a null byte"
+CONTROL = "must not contain control characters"
+_CONTROL = re.compile(r"[\x00-\x1f]")
+
+
+def _length(value: str | list[Any] | Mapping[str, Any]) -> int:
+    return len(value.encode("utf-8", "surrogatepass")) if isinstance(value, str) else len(value)
+
+
+def _rules(field: Field, value: Any, lookup: bool) -> str | None:
     """Kong's validators, in Kong's order, after the type check passed."""
     if field.one_of is not None and value not in field.one_of:
         return "expected one of: " + ", ".join(_fmt(o) for o in field.one_of)
     if field.gt is not None and not value > field.gt:
         return f"value must be greater than {_fmt(field.gt)}"
+    if field.timestamp and not 0 < value <= INT64_MAX:
+        return "expected a valid timestamp"
     if field.uuid and not is_uuid(value):
         return "expected a valid UUID"
-    if field.between is not None:
-        lo, hi = field.between
+    between = field.between
+    if between is None and field.type == "integer":
+        between = (INT64_MIN, INT64_MAX)
+    if between is not None:
+        lo, hi = between
         if value < lo or value > hi:
             return f"value should be between {_fmt(lo)} and {_fmt(hi)}"
     size = len(value) if isinstance(value, str | list | Mapping) else None
@@ -90,6 +108,9 @@ def _rules(field: Field, value: Any) -> str | None:
         len_min = field.len_min if field.len_min is not None else (1 if field.type == "string" else None)
         if len_min is not None and size < len_min:
             return f"length must be at least {len_min}"
+        # A lookup key beyond the bound names no stored row: the store answers "not found".
+        if field.len_max is not None and not lookup and _length(value) > field.len_max:
+            return f"length must be at most {field.len_max}"
     if field.starts_with is not None and not value.startswith(field.starts_with):
         return f"should start with: {field.starts_with}"
     if field.type != "record":
@@ -97,11 +118,47 @@ def _rules(field: Field, value: Any) -> str | None:
             msg = check(value)
             if msg:
                 return msg
+    if field.type == "string" and not lookup:
+        # What neither store can hold: no stored string has it, so a lookup by it finds nothing
+        # (Kong's own validators, above, may already have said why the value is wrong).
+        msg = _unstorable_string(value)
+        if msg is None and not field.control_chars and _CONTROL.search(value):
+            msg = CONTROL
+        return msg
     return None
 
 
-def validate_field(field: Field, value: Any) -> Err | None:
-    """Validate one value against its field: None when fine, else Kong's error (str, list or dict)."""
+def _unstorable_string(value: str) -> str | None:
+    if "\x00" in value:
+        return NUL  # PostgreSQL text cannot hold NUL
+    return utf8_string(value)
+
+
+def column_error(field: Field, value: Any) -> str | None:
+    """Why a scalar column value could not be stored and read back alike on both databases, or None.
+
+    The store's own last check before it writes: input has been through validate_field, which says
+    the same (and more), so this only fires for rows that bypassed validation.
+    """
+    if value is None:
+        return None
+    if field.type == "integer":
+        if not _type_ok("integer", value):
+            return _TYPE_ERRORS["integer"]
+        if not INT64_MIN <= value <= INT64_MAX:
+            return f"value should be between {INT64_MIN} and {INT64_MAX}"
+    elif field.type == "string" and isinstance(value, str):
+        return _unstorable_string(value)
+    return None
+
+
+def validate_field(field: Field, value: Any, *, lookup: bool = False) -> Err | None:
+    """Validate one value against its field: None when fine, else Kong's error (str, list or dict).
+
+    lookup: the value is a key to look a row up by (a URL segment), not one to store: the bounds that
+    only keep stored strings storable on both databases alike (len_max, NUL bytes, bytes that are not
+    UTF-8, control characters) are left out, as no stored row can have such a key (the answer is 404).
+    """
     if value is None or value is MISSING:
         return REQUIRED if field.required else None
     if not _type_ok(field.type, value):
@@ -129,7 +186,7 @@ def validate_field(field: Field, value: Any) -> Err | None:
         return _validate_record(field, value)
     elif field.type == "foreign":
         return _validate_foreign(field, value)
-    return _rules(field, value)
+    return _rules(field, value, lookup)
 
 
 def _validate_record(field: Field, value: Mapping[str, Any]) -> Err | None:
@@ -297,7 +354,7 @@ def _take_ttl(entity: Entity, data: dict[str, Any]) -> Any:
     ttl = data.pop("ttl")
     if ttl is None:
         return MISSING
-    if not (_is_number(ttl) and float(ttl).is_integer() and 0 <= ttl <= DAO_MAX_TTL):
+    if not (_type_ok("integer", ttl) and 0 <= ttl <= DAO_MAX_TTL):
         raise dao_errors.invalid_options({"ttl": f"must be an integer between 0 and {DAO_MAX_TTL}"})
     return int(ttl)
 

@@ -20,6 +20,12 @@ CONFIG_TABLE = "config_version"
 RESERVED_TABLES = frozenset({"ratelimiting_metrics", CONFIG_TABLE, "schema_meta"})
 
 
+def _unmatchable(values: Iterable[Any]) -> bool:
+    """A string with a NUL byte matches no stored value: validation keeps NUL out of every stored
+    string, and PostgreSQL could not even bind one. Reads answer "none" for it on both stores."""
+    return any(isinstance(v, str) and "\x00" in v for v in values)
+
+
 def default_entities() -> list[Entity]:
     from servegate.schema.entities import ENTITIES
 
@@ -176,6 +182,8 @@ class EntityDao:
         now = time.time()
         p = Params(self.dialect)
         sql = f"DELETE FROM {q(t.name)} WHERE {self._pk_where(t, pk, p)} AND {self._live(t, p, now)}"
+        if _unmatchable(p.values):
+            return False
 
         async def body(conn: Conn) -> bool:
             n = await conn.execute(sql, p.values)
@@ -188,6 +196,8 @@ class EntityDao:
     # --- reads ---------------------------------------------------------------------------------
 
     async def _select_where(self, t: Table, where: str, p: Params, now: float) -> dict[str, Any] | None:
+        if _unmatchable(p.values):
+            return None
         sql = f"SELECT * FROM {q(t.name)} WHERE {where} AND {self._live(t, p, now)} LIMIT 1"
         async with self.backend.read() as conn:
             rows = await conn.fetch(sql, p.values)
@@ -245,6 +255,8 @@ class EntityDao:
             joiner = " OR " if tags_mode == "or" else " AND "
             parts = [self.dialect.json_contains(q("tags"), p(self.dialect.json_contains_arg(tag))) for tag in tags]
             where.append("(" + joiner.join(parts) + ")")
+        if _unmatchable(p.values) or _unmatchable(tags or ()):
+            return [], None
         order = ", ".join(q(c) for c in t.pk)
         sql = (
             f"SELECT * FROM {q(t.name)} WHERE {' AND '.join(where)} ORDER BY {order} "

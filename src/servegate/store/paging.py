@@ -28,7 +28,12 @@ def decode_offset(offset: str, pk_len: int) -> list[Any]:
         values = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise _errors.invalid_offset(offset, "bad json encoding") from None
-    if not isinstance(values, list) or len(values) != pk_len:
+    # Primary keys are strings (uuids); anything else no row has, and PostgreSQL would refuse to bind.
+    if (
+        not isinstance(values, list)
+        or len(values) != pk_len
+        or not all(isinstance(v, str) and "\x00" not in v for v in values)
+    ):
         raise _errors.invalid_offset(offset, "bad json encoding")
     return values
 

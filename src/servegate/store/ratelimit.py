@@ -7,9 +7,12 @@ stale ones are deleted at most once a minute per store.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Sequence
 from typing import Any
+
+from servegate.schema.fields import UNIQUE_MAX_BYTES
 
 from .backend import Backend, Dialect, Params
 from .table import q
@@ -36,6 +39,19 @@ def ratelimit_ddl(dialect: Dialect) -> list[str]:
     ]
 
 
+def stored_identifier(identifier: str) -> str:
+    """The identifier as the primary key holds it. Header values and paths (limit_by header/path) can be
+    longer than PostgreSQL's btree entries allow, or hold a NUL it cannot store: such ones are kept as
+    their digest, on both stores alike, so every identifier counts the same everywhere."""
+    try:
+        raw = identifier.encode("utf-8")
+    except UnicodeEncodeError:  # bytes that were not UTF-8 (surrogateescape)
+        raw = b"\x00"
+    if len(raw) <= UNIQUE_MAX_BYTES and b"\x00" not in raw:
+        return identifier
+    return "sha256:" + hashlib.sha256(identifier.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def _order(key: RateKey) -> tuple[str, str, float, str, str]:
     return (key[0], key[1], key[2], key[3] or NIL_UUID, key[4] or NIL_UUID)
 
@@ -54,7 +70,7 @@ class RateLimitCounters:
                 await conn.execute(
                     f"INSERT INTO {q(RATELIMIT_TABLE)} "
                     "(identifier, period, period_date, service_id, route_id, value, ttl) VALUES "
-                    f"({p(identifier)}, {p(period)}, {p(int(start))}, {p(service_id or NIL_UUID)}, "
+                    f"({p(stored_identifier(identifier))}, {p(period)}, {p(int(start))}, {p(service_id or NIL_UUID)}, "
                     f"{p(route_id or NIL_UUID)}, {p(int(value))}, {p(now + float(ttl_s))}) "
                     "ON CONFLICT (identifier, period, period_date, service_id, route_id) "
                     f"DO UPDATE SET value = {q(RATELIMIT_TABLE)}.value + excluded.value",
@@ -77,7 +93,7 @@ class RateLimitCounters:
             return result
         p = Params(self.backend.dialect)
         head = (
-            f"SELECT period, period_date, value FROM {q(RATELIMIT_TABLE)} WHERE identifier = {p(identifier)} "
+            f"SELECT period, period_date, value FROM {q(RATELIMIT_TABLE)} WHERE identifier = {p(stored_identifier(identifier))} "
             f"AND service_id = {p(service_id or NIL_UUID)} AND route_id = {p(route_id or NIL_UUID)}"
         )
         ors = " OR ".join(f"(period = {p(period)} AND period_date = {p(int(start))})" for period, start in periods)

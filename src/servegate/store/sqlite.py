@@ -117,10 +117,17 @@ class SqliteBackend:
             await (await db.execute("BEGIN IMMEDIATE")).close()
             try:
                 yield _SqliteConn(db)
+                # A failed COMMIT (a deferred constraint, an I/O error) leaves the transaction open on
+                # this shared connection: it must be rolled back like any other failure, or its writes
+                # would be committed by the next writer's COMMIT.
+                try:
+                    await (await db.execute("COMMIT")).close()
+                except sqlite3.IntegrityError as e:
+                    raise _translate(e) from e
             except BaseException:
-                await (await db.execute("ROLLBACK")).close()
+                if db.in_transaction:
+                    await (await db.execute("ROLLBACK")).close()
                 raise
-            await (await db.execute("COMMIT")).close()
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[_SqliteConn]:

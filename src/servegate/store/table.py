@@ -13,7 +13,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from servegate.schema import errors as _errors
 from servegate.schema.fields import Entity
+from servegate.schema.validate import column_error
 
 from .backend import Dialect
 
@@ -135,6 +137,7 @@ class Table:
         """Row (Admin JSON shape) -> column values, without the ttl column."""
         fmap = self.entity.field_map()
         out: dict[str, Any] = {}
+        refused: dict[str, Any] = {}
         for col in self.columns:
             fname = self.column_field.get(col)
             if fname is None:
@@ -153,7 +156,17 @@ class Table:
                 v = dialect.to_db_bool(v)
             elif f.type == "number" and isinstance(v, int) and dialect.name == "postgres":
                 v = float(v)
+            elif f.type in ("integer", "string"):
+                # SQLite would keep what PostgreSQL refuses (a REAL 1e30 in an INTEGER column, which no
+                # read could render): refuse it here, before the write, on both.
+                err = column_error(f, v)
+                if err is not None:
+                    refused[fname] = err
+                elif isinstance(v, float):
+                    v = int(v)
             out[col] = v
+        if refused:
+            raise _errors.schema_violation(refused)
         return out
 
     def decode(self, dbrow: dict[str, Any], dialect: Dialect, now: float) -> dict[str, Any]:
