@@ -43,7 +43,8 @@ class ProxyServer:
             float(getattr(settings, "upstream_keepalive_idle_timeout_s", 60)),
         )
         self.preps = PrepCache()
-        self.access_log = AccessLog(getattr(settings, "proxy_access_log", "stdout") or "off")
+        self.access_log = AccessLog(getattr(settings, "proxy_access_log", "stdout") or "off",
+                                    getattr(settings, "proxy_access_log_format", "text"))
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self.upstream_ssl: Any = None
         self._sweep_handle: asyncio.TimerHandle | None = None
