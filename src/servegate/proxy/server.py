@@ -11,6 +11,7 @@ from typing import Any, Final
 
 from servegate.proxy.accesslog import AccessLog
 from servegate.proxy.client import ClientProtocol
+from servegate.proxy.errorlog import loop_exception
 from servegate.proxy.headers import TrustedIps
 from servegate.proxy.prep import PrepCache
 from servegate.proxy.upstream import UpstreamPool
@@ -52,6 +53,9 @@ class ProxyServer:
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
+        if self.loop.get_exception_handler() is None:
+            # asyncio's default handler writes exception texts, which may quote request bytes (API keys).
+            self.loop.set_exception_handler(loop_exception)
         ssl_ctx = None
         for listen in self.settings.proxy_listen:
             ctx = None
