@@ -55,7 +55,7 @@ class Exchange:
         "connect_fut", "connect_started", "connect_timeout", "read_timeout", "write_timeout", "head",
         "status", "bytes_sent", "decode_body", "close_after", "is_head", "plan", "ctx", "host",
         "te_trailers", "close_delimited", "resp_started", "replay_size", "norm_path", "body_copy",
-        "body_waiter", "body_override", "corked", "client_ip", "bad_request", "prep", "has_connection",
+        "body_waiter", "body_override", "corked", "client_ip", "bad_status", "prep", "has_connection",
         "raw_path", "clen",
     )
 
@@ -78,7 +78,8 @@ class Exchange:
         self.expect = False
         self.te_trailers = False
         self.host: bytes | None = None
-        self.bad_request = False
+        # Non-zero: the head is unacceptable and the request is answered with this status, unrouted.
+        self.bad_status = 0
         self.client_ip = conn.peer_b
         self.has_connection = False
         self.clen: bytes | None = None
@@ -87,9 +88,16 @@ class Exchange:
                 continue
             if lname == b"host":
                 if self.host is not None:
-                    self.bad_request = True  # nginx: "client sent duplicate host header"
+                    self.bad_status = 400  # nginx: "client sent duplicate host header"
                 self.host = value
             elif lname == b"transfer-encoding":
+                if self.chunked:
+                    self.bad_status = 400  # nginx: "client sent duplicate header line"
+                elif value != b"chunked" and value.strip().lower() != b"chunked":
+                    # llhttp takes any list ending in chunked (`gzip, chunked`); forwarding it as plain chunked
+                    # would drop a coding. nginx accepts `chunked` alone: "client sent unknown
+                    # Transfer-Encoding", 501.
+                    self.bad_status = 501
                 self.chunked = True
                 self.has_body = True
             elif lname == b"content-length":
@@ -162,9 +170,10 @@ class Exchange:
             else:
                 self.fail(400)
                 return
-        if self.bad_request or (self.host is None and self.http_minor == 1):
+        bad = self.bad_status
+        if bad or (self.host is None and self.http_minor == 1):
             self.keep_alive = False
-            self.fail(400)
+            self.fail(bad or 400)
             return
         if self.method in (b"TRACE", b"CONNECT"):
             self.fail(405)
