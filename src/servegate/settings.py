@@ -134,6 +134,8 @@ SPEC: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "ssl_cert": ("", _opt_str, "PEM certificate for `ssl` listeners; a self-signed one is generated if unset."),
     "ssl_cert_key": ("", _opt_str, "PEM key for ssl_cert."),
     "proxy_access_log": ("stdout", _str, "`stdout`, `off` or a file path."),
+    "proxy_access_log_format": ("text", _one_of("text", "json"),
+                                "Access log line format: `text` (one space-separated line) or `json` (one object)."),
     "trusted_ips": ("", _parse_list, "Peers whose X-Forwarded-* headers are trusted (IPs/CIDRs)."),
     "real_ip_header": ("X-Real-IP", _str, "Header carrying the client address from a trusted peer."),
     "error_default_type": ("text/plain", _one_of("text/plain", "application/json", "text/html", "application/xml"),
@@ -172,6 +174,7 @@ class Settings:
     ssl_cert: str | None
     ssl_cert_key: str | None
     proxy_access_log: str
+    proxy_access_log_format: str
     trusted_ips: list[str]
     real_ip_header: str
     error_default_type: str

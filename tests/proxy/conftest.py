@@ -23,9 +23,9 @@ def backend() -> Iterator[Backend]:
 def start_proxy(tmp_path: Path) -> Iterator[Callable[..., Proxy]]:
     procs: list[Proxy] = []
 
-    def start(rows: dict[str, list[dict[str, Any]]], **settings: Any) -> Proxy:
+    def start(rows: dict[str, list[dict[str, Any]]], imports: tuple[str, ...] = (), **settings: Any) -> Proxy:
         conf = {"settings": {"proxy_listen": "127.0.0.1:0", "prefix": str(tmp_path / "prefix"),
-                             "proxy_access_log": "stdout", **settings}, "rows": rows}
+                             "proxy_access_log": "stdout", **settings}, "rows": rows, "imports": list(imports)}
         path = tmp_path / f"proxy{len(procs)}.json"
         path.write_text(json.dumps(conf))
         p = Proxy([sys.executable, str(HERE / "run_proxy.py"), str(path)], "READY")

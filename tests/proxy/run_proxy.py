@@ -8,12 +8,14 @@ Prints `READY <port> <port>...` once listening; SIGTERM stops gracefully (gracef
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import signal
 import sys
 from types import SimpleNamespace
 from typing import Any
 
+from servegate.node import setup_logging
 from servegate.proxy.server import ProxyServer
 from servegate.settings import load_settings
 
@@ -28,7 +30,10 @@ async def main(path: str) -> None:
     with open(path) as f:
         conf = json.load(f)
     env = {f"SERVEGATE_{k.upper()}": str(v) for k, v in conf.get("settings", {}).items()}
+    for module in conf.get("imports", []):  # extra plugins written for a test
+        importlib.import_module(module)
     settings = load_settings(env=env, conf_path=None)
+    setup_logging(settings.log_level)  # as `servegate start` does: the error log goes to stdout
     holder = SimpleNamespace(current=build(conf.get("rows", {})))
     proxy = ProxyServer(settings, holder)
     await proxy.start()

@@ -2,6 +2,13 @@
 
 llhttp (through httptools) already rejects CL+TE, duplicate or bad Content-Length, bad chunk sizes, obsolete
 line folding and bare LF; this module adds the size limits, HTTP/0.9 refusal and the header/idle timeouts.
+
+Lingering close (nginx's `lingering_close on`): a connection closed after an answer sent before the request
+was read to its end (an early 401/404/413/502/504 during an upload) is not closed at once, which would make
+the kernel answer the bytes still arriving with a reset and the client lose the answer. The proxy shuts its
+sending side down (the client reads the answer, then end of stream) and keeps reading and dropping what the
+client sends, until the client closes, LINGER_TIMEOUT_S passes without data, LINGER_TIME_S passes in all or
+LINGER_MAX_BYTES have been dropped; then it closes.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Final
 import httptools
 
 from servegate.proxy import errors
+from servegate.proxy.errorlog import log_exception
 from servegate.proxy.exchange import DONE, Exchange
 
 if TYPE_CHECKING:
@@ -24,6 +32,11 @@ MAX_PIPELINED: Final = 16
 # Reasons for pausing the client socket (bit flags): upstream write backpressure, pre-connect body buffer
 # full, too many pipelined requests queued.
 PAUSE_UPSTREAM, PAUSE_PENDING, PAUSE_PIPELINE = 1, 2, 4
+# Lingering close bounds: nginx's lingering_time (30 s) and lingering_timeout (5 s), plus a byte bound of ours
+# (nginx has none) so that a client cannot keep a worker reading for the whole lingering time.
+LINGER_TIME_S: Final = 30.0
+LINGER_TIMEOUT_S: Final = 5.0
+LINGER_MAX_BYTES: Final = 64 * 1024 * 1024
 
 
 class _Reject(Exception):
@@ -37,7 +50,7 @@ class ClientProtocol(asyncio.Protocol):
         "server", "transport", "parser", "peer", "peer_b", "trusted", "scheme", "port", "port_b", "queue",
         "parsing", "url", "url_len", "headers", "head_size", "in_head", "head_start", "head_bytes",
         "pause_bits", "write_paused", "closing", "idle_since", "abort_after", "max_headers", "served", "feeding", "sni",
-        "to_flush",
+        "to_flush", "linger_until", "linger_left",
     )
 
     def __init__(self, server: ProxyServer, scheme: bytes, port: int) -> None:
@@ -70,6 +83,9 @@ class ClientProtocol(asyncio.Protocol):
         self.feeding = False
         self.to_flush: Exchange | None = None
         self.sni: str | None = None  # None: plain HTTP connection
+        # Lingering close: when it ends (0.0: not lingering) and how many more bytes may be dropped.
+        self.linger_until = 0.0
+        self.linger_left = 0
 
     # -- asyncio.Protocol ------------------------------------------------------------------------------------
     def connection_made(self, transport: Any) -> None:
@@ -124,6 +140,8 @@ class ClientProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
+            if self.linger_until:
+                self._drop(len(data))
             return
         if self.in_head:
             self.head_bytes += len(data)
@@ -145,9 +163,20 @@ class ClientProtocol(asyncio.Protocol):
             if isinstance(cause, _Reject):
                 self._reject(cause.status, cause.message)
             else:
-                raise
-        except httptools.HttpParserError:
-            self._reject(400)
+                # Answered rather than re-raised: the loop would drop the connection unanswered.
+                log_exception("request handling failed", cause or e)
+                self._reject(500)
+        except httptools.HttpParserError as err:
+            # A Transfer-Encoding llhttp refuses (`gzip`, `chunked, gzip`): nginx's 501, like the lists the
+            # exchange refuses, but 400 for a repeated header (nginx: "client sent duplicate header line");
+            # any other malformed request: 400.
+            why = str(err).lower()
+            status = 400
+            if "invalid `transfer-encoding`" in why:  # llhttp's words for both cases
+                # llhttp stops inside a bad header value (before reporting the header) or at the end of the head
+                seen = sum(1 for n, _, _ in self.headers if n == b"transfer-encoding") + ("value" in why)
+                status = 400 if seen > 1 else 501
+            self._reject(status)
         finally:
             self.feeding = False
             ex = self.to_flush
@@ -216,7 +245,10 @@ class ClientProtocol(asyncio.Protocol):
             return
         if ex.close_after or not ex.keep_alive:
             self.queue.clear()
-            self._close(abort=self.abort_after)
+            if ex.req_done or self.abort_after:
+                self._close(abort=self.abort_after)
+            else:
+                self._linger()  # answered before the whole request was read
             return
         if ex.req_done and self.queue and self.queue[0] is ex:
             self._advance()
@@ -260,7 +292,33 @@ class ClientProtocol(asyncio.Protocol):
         self.closing = True
         body = errors.render(errors.PLAIN, message or errors.message_for(status), "")
         self.transport.write(errors.response_bytes(status, body, errors.PLAIN, "", 0, keep_alive=False))
-        self._close()
+        if status == 408:
+            self._close()  # the client sends nothing: nothing to wait for
+        else:
+            self._linger()  # the rest of a bad request may still be arriving
+
+    def _linger(self) -> None:
+        """Close after an early answer without resetting the connection (see the module docstring)."""
+        self.closing = True
+        t = self.transport
+        if t is None or t.is_closing():
+            return
+        now = monotonic()
+        self.linger_until = now + LINGER_TIME_S
+        self.linger_left = LINGER_MAX_BYTES
+        self.idle_since = now
+        if t.can_write_eof():
+            t.write_eof()  # after the buffered answer; TLS cannot half-close: the answer is just sent
+        self.pause_bits = 0
+        t.resume_reading()
+
+    def _drop(self, n: int) -> None:
+        """Bytes read while lingering: dropped."""
+        self.linger_left -= n
+        self.idle_since = monotonic()
+        if self.linger_left < 0:
+            self.linger_until = 0.0
+            self._close()
 
     def _close(self, abort: bool = False) -> None:
         self.closing = True
@@ -277,6 +335,9 @@ class ClientProtocol(asyncio.Protocol):
             self.queue[0].check(now)
             return
         if self.closing:
+            if self.linger_until and (now > self.linger_until or now - self.idle_since > LINGER_TIMEOUT_S):
+                self.linger_until = 0.0
+                self._close()
             return
         server = self.server
         if self.in_head:

@@ -21,6 +21,7 @@ MESSAGES: dict[int, str] = {
     426: "Upgrade required",
     429: "Too many requests",
     500: "An unexpected error occurred",
+    501: "Not implemented",
     502: "An invalid response was received from the upstream server",
     503: "The upstream server is currently unavailable",
     504: "The upstream server is timing out",
@@ -37,7 +38,7 @@ REASONS: dict[int, str] = {
     405: "Not Allowed", 408: "Request Time-out", 409: "Conflict", 411: "Length Required",
     412: "Precondition Failed", 413: "Request Entity Too Large", 414: "Request-URI Too Large",
     415: "Unsupported Media Type", 417: "Expectation Failed", 426: "Upgrade Required",
-    429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway",
+    429: "Too Many Requests", 500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway",
     503: "Service Temporarily Unavailable", 504: "Gateway Time-out",
 }
 

@@ -6,12 +6,13 @@ protocol's data_received; a task exists only while a new upstream connection is 
 
 from __future__ import annotations
 
+import logging
 import socket
 from random import randbytes
 from time import monotonic
 from typing import TYPE_CHECKING, Any, Final
 
-from servegate.proxy import errors, phases
+from servegate.proxy import errorlog, errors, phases
 from servegate.proxy.headers import HeaderView, downstream_head, upstream_head
 from servegate.proxy.paths import normalize
 from servegate.proxy.protocols import https_allowed
@@ -30,8 +31,20 @@ _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 _LAST_CHUNK: Final = b"0\r\n\r\n"
 # Like nginx, a request already sent is tried again after an upstream error only when it is idempotent.
 IDEMPOTENT: Final = frozenset((b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"))
+_ERROR: Final = logging.ERROR
+_WARN: Final = logging.WARNING
+# The error log's words for what was going on (nginx's)
+_CONNECTING: Final = "while connecting to upstream"
+_READING_HEAD: Final = "while reading response header from upstream"
+_READING: Final = "while reading upstream"
+_CLOSED: Final = "upstream prematurely closed connection"
 # Request headers the exchange looks at while it is created (every other header is skipped with one lookup).
 _SPECIAL: Final = frozenset((b"host", b"transfer-encoding", b"content-length", b"expect", b"te", b"connection"))
+
+
+def _lost(exc: BaseException | None) -> str:
+    """What the error log says of an upstream connection lost: reset (an OS error) or closed."""
+    return "recv() failed" if isinstance(exc, OSError) else _CLOSED
 
 
 class Exchange:
@@ -42,7 +55,7 @@ class Exchange:
         "connect_fut", "connect_started", "connect_timeout", "read_timeout", "write_timeout", "head",
         "status", "bytes_sent", "decode_body", "close_after", "is_head", "plan", "ctx", "host",
         "te_trailers", "close_delimited", "resp_started", "replay_size", "norm_path", "body_copy",
-        "body_waiter", "body_override", "corked", "client_ip", "bad_request", "prep", "has_connection",
+        "body_waiter", "body_override", "corked", "client_ip", "bad_status", "prep", "has_connection",
         "raw_path", "clen",
     )
 
@@ -65,7 +78,8 @@ class Exchange:
         self.expect = False
         self.te_trailers = False
         self.host: bytes | None = None
-        self.bad_request = False
+        # Non-zero: the head is unacceptable and the request is answered with this status, unrouted.
+        self.bad_status = 0
         self.client_ip = conn.peer_b
         self.has_connection = False
         self.clen: bytes | None = None
@@ -74,9 +88,16 @@ class Exchange:
                 continue
             if lname == b"host":
                 if self.host is not None:
-                    self.bad_request = True  # nginx: "client sent duplicate host header"
+                    self.bad_status = 400  # nginx: "client sent duplicate host header"
                 self.host = value
             elif lname == b"transfer-encoding":
+                if self.chunked:
+                    self.bad_status = 400  # nginx: "client sent duplicate header line"
+                elif value != b"chunked" and value.strip().lower() != b"chunked":
+                    # llhttp takes any list ending in chunked (`gzip, chunked`); forwarding it as plain chunked
+                    # would drop a coding. nginx accepts `chunked` alone: "client sent unknown
+                    # Transfer-Encoding", 501.
+                    self.bad_status = 501
                 self.chunked = True
                 self.has_body = True
             elif lname == b"content-length":
@@ -149,9 +170,10 @@ class Exchange:
             else:
                 self.fail(400)
                 return
-        if self.bad_request or (self.host is None and self.http_minor == 1):
+        bad = self.bad_status
+        if bad or (self.host is None and self.http_minor == 1):
             self.keep_alive = False
-            self.fail(400)
+            self.fail(bad or 400)
             return
         if self.method in (b"TRACE", b"CONNECT"):
             self.fail(405)
@@ -277,16 +299,20 @@ class Exchange:
         self.connect_fut = None
         if exc is not None:
             if isinstance(exc, socket.gaierror):
+                errorlog.upstream(self, _ERROR, "name resolution failed", _CONNECTING)
                 self.fail(503, "name resolution failed", by_kong=True)
             else:
-                self.attempt_failed(timeout=isinstance(exc, TimeoutError))
+                self.attempt_failed("connect() failed", timeout=isinstance(exc, TimeoutError), exc=exc)
             return
         self.attach(fut.result()[1])
 
-    def attempt_failed(self, *, timeout: bool) -> None:
+    def attempt_failed(self, what: str, *, timeout: bool, exc: BaseException | None = None) -> None:
+        """A connect try failed: retry while tries are left, else 502/504."""
         if self.tries < self.max_tries:
+            errorlog.upstream(self, _WARN, what, _CONNECTING, exc, f" (try {self.tries} of {self.max_tries}, retrying)")
             self.connect(fresh=True)
         else:
+            errorlog.upstream(self, _ERROR, what, _CONNECTING, exc)
             self.fail(504 if timeout else 502)
 
     def attach(self, up: UpstreamProtocol) -> None:
@@ -422,8 +448,8 @@ class Exchange:
             up.transport.close()
         self.finish()
 
-    def upstream_lost(self, up: UpstreamProtocol) -> None:
-        """The upstream connection closed while this exchange was using it."""
+    def upstream_lost(self, up: UpstreamProtocol, exc: BaseException | None = None) -> None:
+        """The upstream connection closed (`exc`: reset or other error) while this exchange was using it."""
         if self.state == DONE:
             return
         self.up = None
@@ -433,17 +459,23 @@ class Exchange:
                     # A pooled connection the upstream had already closed: replay for free on a fresh one.
                     self.tries -= 1
                 elif self.method not in IDEMPOTENT or self.tries >= self.max_tries:
+                    errorlog.upstream(self, _ERROR, _lost(exc), _READING_HEAD, exc)
                     self.fail(502)
                     return
+                else:
+                    errorlog.upstream(self, _WARN, _lost(exc), _READING_HEAD, exc,
+                                      f" (try {self.tries} of {self.max_tries}, retrying)")
                 self.pending = list(self.replay)
                 self.connect(fresh=True)
                 return
+            errorlog.upstream(self, _ERROR, _lost(exc), _READING_HEAD, exc)
             self.fail(502)
             return
         if self.close_delimited:
             self.close_after = True
             self.finish()
             return
+        errorlog.upstream(self, _ERROR, _lost(exc), _READING, exc, f" ({self.bytes_sent} bytes sent to the client)")
         self.broken_stream()
 
     def upstream_bad(self, up: UpstreamProtocol, *, mid_stream: bool) -> None:
@@ -451,8 +483,10 @@ class Exchange:
         up.exchange = None
         up.transport.abort()
         if mid_stream or self.resp_started:
+            errorlog.upstream(self, _ERROR, "upstream sent an invalid response", _READING)
             self.broken_stream()
         else:
+            errorlog.upstream(self, _ERROR, "upstream sent an invalid header", _READING_HEAD)
             self.fail(502)
 
     def broken_stream(self) -> None:
@@ -470,23 +504,24 @@ class Exchange:
                 self.connect_fut = None
                 if fut is not None:
                     fut.cancel()
-                self.attempt_failed(timeout=True)
+                self.attempt_failed("upstream timed out", timeout=True)
             return
         if st == SENT or st == STREAMING:
             up = self.up
             if up is None:
                 return
             if up.write_paused_since and now - up.write_paused_since > self.write_timeout:
-                self.timed_out(up)
+                self.timed_out(up, "while sending request to upstream")
             elif self.conn.write_paused:
                 up.last_read = now  # the client is slow, not the upstream
             elif now - up.last_read > self.read_timeout:
-                self.timed_out(up)
+                self.timed_out(up, _READING if self.resp_started else _READING_HEAD)
 
-    def timed_out(self, up: UpstreamProtocol) -> None:
+    def timed_out(self, up: UpstreamProtocol, during: str) -> None:
         self.up = None
         up.exchange = None
         up.transport.abort()
+        errorlog.upstream(self, _ERROR, "upstream timed out", during)
         if self.resp_started:
             self.broken_stream()
         else:

@@ -7,19 +7,17 @@ the request onto one task, otherwise everything stays inline. What the hooks rec
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from servegate.plugins.base import Context, Exit
+from servegate.proxy.errorlog import log_exception
 from servegate.proxy.headers import REQ_SKIP, HeaderView
 from servegate.proxy.states import ACCESS
 
 if TYPE_CHECKING:
     from servegate.proxy.exchange import Exchange
     from servegate.proxy.upstream import UpstreamProtocol
-
-log = logging.getLogger(__name__)
 
 # Largest request body a plugin may ask to read (key_in_body); beyond it the request gets a 413.
 MAX_PLUGIN_BODY = 16 * 1024 * 1024
@@ -46,6 +44,12 @@ def run_access(ex: Exchange, plan: Any) -> bool:
     except Exit as e:
         _exit(ex, ctx, e)
         return True
+    except Exception as err:  # not `e`: compiled, one name keeps one type (Exit above)
+        # Answered like a failing async hook; left to propagate, it would abort the connection unanswered.
+        log_exception("plugin access phase failed", err)
+        ex.body_copy = None
+        ex.fail(500)
+        return True
     if pending is None:
         _continue(ex, ctx)
     else:
@@ -59,8 +63,8 @@ async def _finish_access(ex: Exchange, ctx: Context, pending: Awaitable[None]) -
     except Exit as e:
         _exit(ex, ctx, e)
         return
-    except Exception:
-        log.exception("plugin access phase failed")
+    except Exception as err:
+        log_exception("plugin access phase failed", err)
         ex.fail(500)
         return
     _continue(ex, ctx)
@@ -151,8 +155,8 @@ def run_header_filter(ex: Exchange, up: UpstreamProtocol) -> bytes | None:
             pending = ex.plan.header_filter(ctx, headers, ex.status)
             if pending is not None:
                 ex.conn.server.loop.create_task(_quiet(pending, "header_filter"))
-        except Exception:
-            log.exception("plugin header_filter phase failed")
+        except Exception as e:
+            log_exception("plugin header_filter phase failed", e)
     added = ctx.response_headers
     if ctx.collected is None:
         # No plugin has a header_filter or log hook: nothing reads this Context again, and a long stream
@@ -177,13 +181,13 @@ def run_log(ex: Exchange) -> None:
         pending = ex.plan.log(ctx)
         if pending is not None:
             ex.conn.server.loop.create_task(_quiet(pending, "log"))
-    except Exception:
-        log.exception("plugin log phase failed")
+    except Exception as e:
+        log_exception("plugin log phase failed", e)
 
 
 async def _quiet(pending: Awaitable[None], phase: str) -> None:
     try:
         await pending
-    except Exception:
-        log.exception("plugin %s phase failed", phase)
+    except Exception as e:
+        log_exception(f"plugin {phase} phase failed", e)
 

@@ -11,6 +11,7 @@ from typing import Any, Final
 
 from servegate.proxy.accesslog import AccessLog
 from servegate.proxy.client import ClientProtocol
+from servegate.proxy.errorlog import loop_exception
 from servegate.proxy.headers import TrustedIps
 from servegate.proxy.prep import PrepCache
 from servegate.proxy.upstream import UpstreamPool
@@ -43,7 +44,8 @@ class ProxyServer:
             float(getattr(settings, "upstream_keepalive_idle_timeout_s", 60)),
         )
         self.preps = PrepCache()
-        self.access_log = AccessLog(getattr(settings, "proxy_access_log", "stdout") or "off")
+        self.access_log = AccessLog(getattr(settings, "proxy_access_log", "stdout") or "off",
+                                    getattr(settings, "proxy_access_log_format", "text"))
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self.upstream_ssl: Any = None
         self._sweep_handle: asyncio.TimerHandle | None = None
@@ -51,6 +53,9 @@ class ProxyServer:
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
+        if self.loop.get_exception_handler() is None:
+            # asyncio's default handler writes exception texts, which may quote request bytes (API keys).
+            self.loop.set_exception_handler(loop_exception)
         ssl_ctx = None
         for listen in self.settings.proxy_listen:
             ctx = None

@@ -67,7 +67,7 @@ class UpstreamProtocol(asyncio.Protocol):
         ex = self.exchange
         if ex is not None:
             self.exchange = None
-            ex.upstream_lost(self)
+            ex.upstream_lost(self, exc)
         else:
             self.pool.discard(self)
 
