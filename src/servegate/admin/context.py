@@ -11,6 +11,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 
+from servegate.admin.cors import CorsPolicy
 from servegate.admin.http import Request
 from servegate.admin.responses import Reply, bad_request, empty_reply
 from servegate.schema.coerce import TooManyArguments, coerce, decode_form
@@ -30,6 +31,10 @@ class AppState:
     on_change: Callable[[], Awaitable[None]]
     node_id: str
     counters: dict[str, int] = field(default_factory=dict)
+    cors: CorsPolicy = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.cors = CorsPolicy.from_settings(self.settings)
 
 
 @dataclass
