@@ -107,6 +107,8 @@ class GuardedBackend:
         self.description = inner.description
 
     def __getattr__(self, name: str) -> Any:  # driver specifics (path, dsn) stay reachable
+        if name == "inner":  # not set yet (copy, pickle): no recursion
+            raise AttributeError(name)
         return getattr(self.inner, name)
 
     async def connect(self) -> None:
