@@ -14,7 +14,6 @@ import os
 import signal
 import sys
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -64,13 +63,6 @@ async def open_ready_store(settings: Settings) -> Any:
     return store
 
 
-def _failure_kind(exc: BaseException) -> str:
-    """Type and innermost place of an unexpected error (its text may quote configuration values)."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
-    return type(exc).__name__ + where
-
-
 class SnapshotFeed:
     """Keeps a worker's snapshot in step with the store's config version."""
 
@@ -102,7 +94,7 @@ class SnapshotFeed:
                 failing = "database"
                 continue
             except Exception as e:
-                kind = _failure_kind(e)
+                kind = self._failure_kind(e)
                 if failing != kind:
                     log.error("cannot refresh configuration (%s); serving the last configuration (v%s)", kind,
                               self.holder.current.version)
@@ -111,6 +103,15 @@ class SnapshotFeed:
             if failing is not None:
                 log.info("configuration polling works again%s", ": database reachable" if failing == "database" else "")
                 failing = None
+
+    @staticmethod
+    def _failure_kind(exc: BaseException) -> str:
+        """Type and innermost place of an unexpected error (its text may quote configuration values)."""
+        import traceback
+
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+        return type(exc).__name__ + where
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._poll())
