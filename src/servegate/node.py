@@ -92,12 +92,41 @@ class SnapshotFeed:
                       (time.perf_counter() - started) * 1000)
 
     async def _poll(self) -> None:
+        # Every failure keeps the last snapshot serving. A failure is logged once when it starts and once when
+        # polling works again, not every `interval` (4 lines a second): one warning line, no traceback, and
+        # only the driver's short reason or the error's type and place, never values that could carry secrets.
+        from servegate.store.outage import StoreUnavailable
+
+        failing: str | None = None
         while True:
             await asyncio.sleep(self.interval)
             try:
                 await self.refresh()
-            except Exception:  # the store may be briefly unreachable; keep serving the last snapshot
-                log.exception("cannot refresh configuration; serving the previous snapshot")
+            except StoreUnavailable as e:
+                if failing != "database":
+                    log.warning("%s: serving the last configuration (v%s) until it is back", e.message,
+                                self.holder.current.version)
+                failing = "database"
+                continue
+            except Exception as e:
+                kind = self._failure_kind(e)
+                if failing != kind:
+                    log.error("cannot refresh configuration (%s); serving the last configuration (v%s)", kind,
+                              self.holder.current.version)
+                failing = kind
+                continue
+            if failing is not None:
+                log.info("configuration polling works again%s", ": database reachable" if failing == "database" else "")
+                failing = None
+
+    @staticmethod
+    def _failure_kind(exc: BaseException) -> str:
+        """Type and innermost place of an unexpected error (its text may quote configuration values)."""
+        import traceback
+
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+        return type(exc).__name__ + where
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._poll())

@@ -105,6 +105,22 @@ def _parse_list(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
+def _parse_urls(value: str) -> list[str]:
+    """Comma-separated absolute http(s) URLs (admin_gui_url: each one's origin may use the Admin API)."""
+    from urllib.parse import urlsplit
+
+    urls = _parse_list(value)
+    for url in urls:
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError as e:
+            raise ValueError(f"'{url}' is not a URL: {e}") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"'{url}' is not an http:// or https:// URL")
+    return urls
+
+
 def _str(value: str) -> str:
     return value
 
@@ -148,6 +164,7 @@ SPEC: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "db_update_frequency": ("0.25", _parse_float, "Seconds between checks for configuration changes."),
     "graceful_timeout": ("30", _parse_float, "Seconds in-flight requests get to finish on SIGTERM."),
     "admin_api_key": ("", _str, "Admin key used by `servegate setup` (KONG_ADMIN_API_KEY works too)."),
+    "admin_gui_url": ("", _parse_urls, "URLs (comma-separated) of browser UIs allowed to call the Admin API (CORS)."),
 }
 
 # kong.conf names that mean the same thing here.
@@ -186,6 +203,7 @@ class Settings:
     db_update_frequency: float
     graceful_timeout: float
     admin_api_key: str
+    admin_gui_url: list[str]
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     # Names used across the code base (docs/internals.md).

@@ -88,7 +88,7 @@ async def test_keep_alive_serves_two_requests_on_one_connection(echo: Any) -> No
     server, _, port = echo
     reader, writer = await connect(port)
     for path in ("/a", "/b?x=1"):
-        writer.write(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
         status, headers, body = await read_response(reader)
         assert status == 200 and "connection" not in headers
         assert "date" in headers and headers["content-length"] == str(len(body))
@@ -102,9 +102,9 @@ async def test_pipelined_requests_are_answered_in_order(echo: Any) -> None:
     handler.gate = asyncio.Event()
     reader, writer = await connect(port)
     # three requests in one write; the first is held so the others must wait their turn
-    writer.write(b"GET /1 HTTP/1.1\r\nHost: t\r\n\r\n"
-                 b"POST /2 HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc"
-                 b"GET /3 HTTP/1.1\r\nHost: t\r\n\r\n")
+    writer.write(b"GET /1 HTTP/1.1\r\nHost: localhost\r\n\r\n"
+                 b"POST /2 HTTP/1.1\r\nHost: localhost\r\nContent-Length: 3\r\n\r\nabc"
+                 b"GET /3 HTTP/1.1\r\nHost: localhost\r\n\r\n")
     await asyncio.sleep(0.1)
     assert handler.seen == ["/1"]  # one request in service at a time
     handler.gate.set()
@@ -116,7 +116,7 @@ async def test_pipelined_requests_are_answered_in_order(echo: Any) -> None:
 async def test_chunked_request_body(echo: Any) -> None:
     _, _, port = echo
     reader, writer = await connect(port)
-    writer.write(b"POST /c HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Type: text/plain\r\n\r\n"
+    writer.write(b"POST /c HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nContent-Type: text/plain\r\n\r\n"
                  b"5\r\nhello\r\n")
     await asyncio.sleep(0.05)
     writer.write(b"7\r\n, world\r\n0\r\n\r\n")
@@ -130,7 +130,7 @@ async def test_chunked_request_body(echo: Any) -> None:
 async def test_expect_100_continue(echo: Any) -> None:
     _, _, port = echo
     reader, writer = await connect(port)
-    writer.write(b"PUT /e HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n")
+    writer.write(b"PUT /e HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n")
     interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
     assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
     writer.write(b"data")
@@ -143,8 +143,8 @@ async def test_expect_100_continue_waits_for_earlier_responses(echo: Any) -> Non
     _, handler, port = echo
     handler.gate = asyncio.Event()
     reader, writer = await connect(port)
-    writer.write(b"GET /first HTTP/1.1\r\nHost: t\r\n\r\n"
-                 b"PUT /e HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n")
+    writer.write(b"GET /first HTTP/1.1\r\nHost: localhost\r\n\r\n"
+                 b"PUT /e HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n")
     await asyncio.sleep(0.1)
     handler.gate.set()
     # the first response, and only then the interim answer to the second request
@@ -158,9 +158,9 @@ async def test_expect_100_continue_waits_for_earlier_responses(echo: Any) -> Non
 async def test_head_has_headers_but_no_body(echo: Any) -> None:
     _, _, port = echo
     reader, writer = await connect(port)
-    writer.write(b"GET /h HTTP/1.1\r\nHost: t\r\n\r\n")
+    writer.write(b"GET /h HTTP/1.1\r\nHost: localhost\r\n\r\n")
     _, get_headers, get_body = await read_response(reader)
-    writer.write(b"HEAD /h HTTP/1.1\r\nHost: t\r\n\r\nGET /after HTTP/1.1\r\nHost: t\r\n\r\n")
+    writer.write(b"HEAD /h HTTP/1.1\r\nHost: localhost\r\n\r\nGET /after HTTP/1.1\r\nHost: localhost\r\n\r\n")
     status, headers, _ = await read_response(reader, head=True)
     assert status == 200
     assert headers["content-length"] == get_headers["content-length"] == str(len(get_body))
@@ -173,7 +173,7 @@ async def test_head_has_headers_but_no_body(echo: Any) -> None:
 async def test_oversize_body_by_content_length_is_413_at_once(echo: Any) -> None:
     _, handler, port = echo
     reader, writer = await connect(port)
-    writer.write(b"POST /big HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 1025\r\n\r\n")
+    writer.write(b"POST /big HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1025\r\n\r\n")
     status, headers, body = await read_response(reader)
     assert status == 413 and headers["connection"] == "close"
     assert orjson.loads(body) == {"message": "Request Entity Too Large"}
@@ -185,7 +185,7 @@ async def test_oversize_chunked_body_is_413_and_the_answer_survives_unread_input
     _, handler, port = echo
     reader, writer = await connect(port)
     chunk = b"400\r\n" + b"x" * 0x400 + b"\r\n"
-    writer.write(b"POST /big HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk * 3)
+    writer.write(b"POST /big HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk * 3)
     status, _, body = await read_response(reader)
     assert status == 413 and orjson.loads(body) == {"message": "Request Entity Too Large"}
     assert await at_eof(reader)
@@ -196,7 +196,7 @@ async def test_oversize_chunked_body_is_413_and_the_answer_survives_unread_input
 async def test_a_body_at_the_limit_is_accepted(echo: Any) -> None:
     _, _, port = echo
     reader, writer = await connect(port)
-    writer.write(b"POST /max HTTP/1.1\r\nHost: t\r\nContent-Length: 1024\r\n\r\n" + b"y" * 1024)
+    writer.write(b"POST /max HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1024\r\n\r\n" + b"y" * 1024)
     status, _, body = await read_response(reader)
     assert status == 200 and len(orjson.loads(body)["body"]) == 1024
     writer.close()
@@ -206,9 +206,9 @@ async def test_a_body_at_the_limit_is_accepted(echo: Any) -> None:
     "raw",
     [
         b"GARBAGE\r\n\r\n",
-        b"GEEEET / HTTP/1.1\r\nHost: t\r\n\r\n",
-        b"GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
-        b"GET / HTTP/1.1\nHost: t\n\n",
+        b"GEEEET / HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+        b"GET / HTTP/1.1\nHost: localhost\n\n",
     ],
 )
 async def test_malformed_request_is_400_and_closes(echo: Any, raw: bytes) -> None:
@@ -226,7 +226,7 @@ async def test_malformed_request_is_400_and_closes(echo: Any, raw: bytes) -> Non
 async def test_malformed_request_after_a_good_one_answers_both_in_order(echo: Any) -> None:
     _, _, port = echo
     reader, writer = await connect(port)
-    writer.write(b"GET /ok HTTP/1.1\r\nHost: t\r\n\r\nNOT HTTP AT ALL\r\n\r\n")
+    writer.write(b"GET /ok HTTP/1.1\r\nHost: localhost\r\n\r\nNOT HTTP AT ALL\r\n\r\n")
     status, headers, _ = await read_response(reader)
     assert status == 200 and "connection" not in headers
     assert (await read_response(reader))[0] == 400
@@ -237,12 +237,12 @@ async def test_malformed_request_after_a_good_one_answers_both_in_order(echo: An
 async def test_limits_on_target_and_headers(echo: Any) -> None:
     _, _, port = echo
     reader, writer = await connect(port)
-    writer.write(b"GET /" + b"a" * (server_mod.MAX_URL + 1) + b" HTTP/1.1\r\nHost: t\r\n\r\n")
+    writer.write(b"GET /" + b"a" * (server_mod.MAX_URL + 1) + b" HTTP/1.1\r\nHost: localhost\r\n\r\n")
     status, _, body = await read_response(reader)
     assert (status, orjson.loads(body)) == (414, {"message": "URI too long"})
     writer.close()
     reader, writer = await connect(port)
-    writer.write(b"GET / HTTP/1.1\r\nHost: t\r\nX-Big: " + b"b" * (server_mod.MAX_HEADER_LINE + 1) + b"\r\n\r\n")
+    writer.write(b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Big: " + b"b" * (server_mod.MAX_HEADER_LINE + 1) + b"\r\n\r\n")
     status, _, body = await read_response(reader)
     assert (status, orjson.loads(body)) == (400, {"message": "Request header or cookie too large"})
     writer.close()
@@ -269,7 +269,7 @@ async def test_http_1_0_closes_unless_keep_alive_is_asked(echo: Any) -> None:
 async def test_connection_close_is_honoured(echo: Any) -> None:
     _, _, port = echo
     reader, writer = await connect(port)
-    writer.write(b"GET /bye HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\nGET /never HTTP/1.1\r\nHost: t\r\n\r\n")
+    writer.write(b"GET /bye HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\nGET /never HTTP/1.1\r\nHost: localhost\r\n\r\n")
     status, headers, _ = await read_response(reader)
     assert status == 200 and headers["connection"] == "close"
     assert await at_eof(reader)
@@ -280,7 +280,7 @@ async def test_a_client_that_half_closes_after_its_request_still_gets_the_answer
     _, handler, port = echo
     handler.gate = asyncio.Event()
     reader, writer = await connect(port)
-    writer.write(b"GET /half HTTP/1.1\r\nHost: t\r\n\r\n")
+    writer.write(b"GET /half HTTP/1.1\r\nHost: localhost\r\n\r\n")
     await asyncio.sleep(0.05)
     writer.write_eof()
     await asyncio.sleep(0.05)
@@ -294,16 +294,16 @@ async def test_a_client_that_half_closes_after_its_request_still_gets_the_answer
 async def test_request_target_forms(echo: Any) -> None:
     _, _, port = echo
     reader, writer = await connect(port)
-    writer.write(b"GET /caf%C3%A9/%2F?q=%FF&r HTTP/1.1\r\nHost: t\r\n\r\n")
+    writer.write(b"GET /caf%C3%A9/%2F?q=%FF&r HTTP/1.1\r\nHost: localhost\r\n\r\n")
     body = orjson.loads((await read_response(reader))[2])
     assert (body["path"], body["query"]) == ("/caf%C3%A9/%2F", "q=%FF&r")  # as sent: decoding is the router's
-    writer.write(b"GET http://other.test/abs?z=1 HTTP/1.1\r\nHost: t\r\n\r\n")
+    writer.write(b"GET http://other.test/abs?z=1 HTTP/1.1\r\nHost: localhost\r\n\r\n")
     body = orjson.loads((await read_response(reader))[2])
     assert (body["path"], body["query"]) == ("/abs", "z=1")
     writer.close()
     # raw (not percent-encoded) non-ASCII bytes: llhttp refuses the target
     reader, writer = await connect(port)
-    writer.write(b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: t\r\n\r\n")
+    writer.write(b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: localhost\r\n\r\n")
     assert (await read_response(reader))[0] == 400
     writer.close()
 
@@ -311,10 +311,10 @@ async def test_request_target_forms(echo: Any) -> None:
 async def test_handler_error_is_500_and_the_connection_goes_on(echo: Any) -> None:
     _, _, port = echo
     reader, writer = await connect(port)
-    writer.write(b"GET /boom HTTP/1.1\r\nHost: t\r\n\r\n")
+    writer.write(b"GET /boom HTTP/1.1\r\nHost: localhost\r\n\r\n")
     status, _, body = await read_response(reader)
     assert (status, orjson.loads(body)) == (500, {"message": "An unexpected error occurred"})
-    writer.write(b"GET /next HTTP/1.1\r\nHost: t\r\n\r\n")
+    writer.write(b"GET /next HTTP/1.1\r\nHost: localhost\r\n\r\n")
     assert (await read_response(reader))[0] == 200
     writer.close()
 
@@ -326,12 +326,12 @@ async def test_idle_keep_alive_and_header_timeouts(monkeypatch: pytest.MonkeyPat
     port = server.addresses[0][1]
     try:
         reader, writer = await connect(port)
-        writer.write(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        writer.write(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
         assert (await read_response(reader))[0] == 200
         assert await at_eof(reader)  # idle past keepalive_timeout
         writer.close()
         reader, writer = await connect(port)
-        writer.write(b"GET / HTTP/1.1\r\nHost: t\r\n")  # the head never ends
+        writer.write(b"GET / HTTP/1.1\r\nHost: localhost\r\n")  # the head never ends
         status, headers, _ = await read_response(reader)
         assert status == 408 and headers["connection"] == "close"
         assert await at_eof(reader)
@@ -347,7 +347,7 @@ async def test_stop_finishes_the_request_in_service_and_refuses_new_connections(
     handler.gate = asyncio.Event()
     busy_reader, busy_writer = await connect(port)
     idle_reader, idle_writer = await connect(port)
-    busy_writer.write(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
+    busy_writer.write(b"GET /slow HTTP/1.1\r\nHost: localhost\r\n\r\n")
     await asyncio.sleep(0.1)
     stopping = asyncio.create_task(server.stop(5))
     await asyncio.sleep(0.1)
@@ -376,7 +376,7 @@ async def test_tls_listener(tmp_path: Any) -> None:
         client.verify_mode = ssl.CERT_NONE
         reader, writer = await asyncio.open_connection("127.0.0.1", server.addresses[0][1], ssl=client)
         for _ in range(2):
-            writer.write(b"GET /tls HTTP/1.1\r\nHost: t\r\n\r\n")
+            writer.write(b"GET /tls HTTP/1.1\r\nHost: localhost\r\n\r\n")
             status, _, body = await read_response(reader)
             assert status == 200 and orjson.loads(body)["path"] == "/tls"
         writer.close()

@@ -138,6 +138,7 @@ async def _dispatch(table: PathTable, state: AppState, request: Request) -> Resp
     finally:
         counters["in_flight"] -= 1
     _decorate(request, resp, started)
+    state.cors.decorate(request, resp)
     return resp
 
 
@@ -148,9 +149,9 @@ async def _handle(state: AppState, request: Request, match: Match) -> Response:
         allowed = ", ".join(endpoint.allowed())
         resp = empty_reply(204)
         resp.headers["Allow"] = allowed
-        resp.headers["Access-Control-Allow-Methods"] = allowed
-        resp.headers["Access-Control-Allow-Headers"] = "Content-Type"
+        state.cors.preflight(request, resp, allowed)
         return resp
+    state.cors.check(request)
     handler = endpoint.methods.get("GET" if method == "HEAD" else method)
     if handler is None:
         raise method_not_allowed()
@@ -164,8 +165,3 @@ def _decorate(request: Request, resp: Response, started: float) -> None:
     headers = resp.headers
     headers["Server"] = servegate.SERVER_TOKEN
     headers["X-Kong-Admin-Latency"] = str(int((time.perf_counter() - started) * 1000))
-    origin = request.headers.get("Origin")
-    headers["Access-Control-Allow-Origin"] = origin or "*"
-    if origin:
-        headers["Access-Control-Allow-Credentials"] = "true"
-        headers["Vary"] = "Origin"

@@ -11,10 +11,12 @@ from urllib.parse import parse_qsl
 
 import orjson
 
+from servegate.admin.cors import CorsPolicy
 from servegate.admin.http import Request
 from servegate.admin.responses import Reply, bad_request, empty_reply
 from servegate.schema.coerce import TooManyArguments, coerce, decode_form
 from servegate.schema.fields import Entity
+from servegate.store.outage import StoreUnavailable
 
 log = logging.getLogger("servegate.admin")
 
@@ -30,6 +32,10 @@ class AppState:
     on_change: Callable[[], Awaitable[None]]
     node_id: str
     counters: dict[str, int] = field(default_factory=dict)
+    cors: CorsPolicy = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.cors = CorsPolicy.from_settings(self.settings)
 
 
 @dataclass
@@ -52,6 +58,8 @@ class Ctx:
         # up, so a failing refresh is logged rather than turned into an error the client would retry.
         try:
             await self.state.on_change()
+        except StoreUnavailable as e:  # the database went away just after the commit: one line, no traceback
+            log.warning("admin: snapshot refresh after a committed write failed: %s", e.message)
         except Exception:
             log.exception("admin: on_change failed after a committed write")
 

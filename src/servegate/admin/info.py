@@ -16,6 +16,7 @@ from servegate.admin.paging import list_body, next_link, parse_size
 from servegate.admin.responses import json_reply, message_reply
 from servegate.admin.routing import PathTable, has_invalid_utf8
 from servegate.schema.plugins import enabled_plugins, get_plugin
+from servegate.store.outage import StoreUnavailable
 from servegate.store.paging import decode_offset, encode_offset
 
 log = logging.getLogger("servegate.admin")
@@ -62,7 +63,10 @@ async def status(ctx: Ctx) -> Response:
     try:
         await ctx.store.config_version()
         reachable = True
-    except Exception as e:  # any driver error means "not reachable"; the body says so, the log says why
+    except StoreUnavailable as e:  # Kong answers 200 with reachable=false: the node itself still serves
+        log.error("status: %s", e.message)
+        reachable = False
+    except Exception as e:  # any other driver error means "not reachable" too; its text may quote values
         log.error("status: database not reachable: %s", type(e).__name__)
         reachable = False
     return json_reply(200, {"database": {"reachable": reachable}, "server": server_counters(ctx)})

@@ -8,6 +8,7 @@ import orjson
 
 from servegate.admin.http import Response
 from servegate.schema.errors import DATABASE_ERROR, DaoError
+from servegate.store.outage import StoreUnavailable
 
 JSON_TYPE = "application/json; charset=utf-8"
 
@@ -25,6 +26,8 @@ def empty_reply(status: int) -> Response:
 
 
 def dao_error_reply(err: DaoError) -> Response:
+    if isinstance(err, StoreUnavailable):  # the database is down or locked: retry later, not a server bug
+        return json_reply(err.http_status, err.to_json())
     if err.code == DATABASE_ERROR:
         return message_reply(500, "An unexpected error occurred")
     return json_reply(err.http_status, err.to_json())

@@ -8,6 +8,7 @@ request/response pipe (dispatch is our own PathTable). This one is deliberately 
 - the whole body is read before the handler runs, up to `max_body` bytes (413 and close beyond, at once
   when Content-Length announces it);
 - `Expect: 100-continue` is answered when the request's turn comes (after earlier pipelined responses);
+- on a loopback listener, a Host naming another site gets 421 (DNS rebinding; see `hosts.py`);
 - a malformed request gets 400 (414 for an over-long target) and the connection closes; upgrades are not
   supported: the request is served as a plain one, then the connection closes;
 - timeouts come from one sweep per second that runs only while connections are open: the request head
@@ -31,6 +32,7 @@ import httptools
 import orjson
 
 import servegate
+from servegate.admin.hosts import check_host, is_loopback
 from servegate.admin.http import Headers, Request, Response
 
 log = logging.getLogger("servegate.admin")
@@ -129,8 +131,10 @@ def split_target(target: bytes) -> tuple[str, str]:
 class AdminConnection(asyncio.Protocol):
     """One client connection: parses requests, serves them one at a time, writes responses in order."""
 
-    def __init__(self, server: AdminServer) -> None:
+    def __init__(self, server: AdminServer, own_hosts: frozenset[str] | None = None) -> None:
         self.server = server
+        # Set on loopback listeners: the Host names answered besides localhost and loopback IPs.
+        self.own_hosts = own_hosts
         self.transport: Any = None
         self.parser = httptools.HttpRequestParser(self)
         self.queue: list[Request | _Failure] = []
@@ -244,6 +248,11 @@ class AdminConnection(asyncio.Protocol):
         version = parser.get_http_version()
         if version not in ("1.1", "1.0"):
             raise _Reject(400, "Bad request")
+        if self.own_hosts is not None:
+            # Before the body is read: a rebound page's write never reaches a handler.
+            refusal = check_host([v for n, v in self.headers if n.lower() == "host"], self.own_hosts)
+            if refusal is not None:
+                raise _Reject(*refusal)
         headers = Headers(self.headers)
         length = headers.get("content-length")
         if length is not None and int(length) > self.server.max_body:  # llhttp checked it is digits
@@ -466,8 +475,9 @@ class AdminServer:
 
     async def listen(self, host: str, port: int, *, ssl: Any = None) -> None:
         self.loop = asyncio.get_running_loop()
+        own = frozenset({host.strip("[]").lower()}) if is_loopback(host) else None
         listener = await self.loop.create_server(
-            lambda: AdminConnection(self), host, port, ssl=ssl, reuse_address=True, backlog=128
+            lambda: AdminConnection(self, own), host, port, ssl=ssl, reuse_address=True, backlog=128
         )
         self._listeners.append(listener)
 

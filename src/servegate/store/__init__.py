@@ -17,6 +17,7 @@ from .backend import Backend, Params
 from .commands import migrations_cli
 from .dao import EntityDao
 from .migrations import MIGRATIONS, Migration, MigrationRun, MigrationState, Migrator, add_field
+from .outage import StoreUnavailable, guarded
 from .ratelimit import RateKey, RateLimitCounters
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "MigrationRun",
     "MigrationState",
     "Store",
+    "StoreUnavailable",
     "add_field",
     "migrations_cli",
     "open_store",
@@ -42,9 +44,11 @@ class Store(EntityDao):
         entities: Iterable[Entity] | Mapping[str, Entity] | None = None,
         migrations: list[Migration] | None = None,
     ) -> None:
-        super().__init__(backend, entities)
+        # Entity reads and writes report outages as StoreUnavailable; the rate-limit counters (per request, on
+        # the hot path) keep the raw backend: the plugin handles their failures itself.
+        super().__init__(guarded(backend), entities)
         self.migrator = Migrator(self, migrations)
-        self._counters = RateLimitCounters(backend)
+        self._counters = RateLimitCounters(getattr(backend, "inner", backend))
 
     @property
     def kind(self) -> str:
