@@ -27,9 +27,9 @@ def _unmatchable(values: Iterable[Any]) -> bool:
 
 
 def default_entities() -> list[Entity]:
-    from servegate.schema.entities import ENTITIES
+    from servegate.schema.entities import declared
 
-    return _as_list(ENTITIES)
+    return _as_list(declared())
 
 
 def _as_list(entities: Iterable[Entity] | Mapping[str, Entity]) -> list[Entity]:
