@@ -244,6 +244,13 @@ def _route_checks(row: Mapping[str, Any]) -> dict[str, Any] | None:
     return errors or None
 
 
+def _unknown_route_type(row: Mapping[str, Any]) -> dict[str, Any] | None:
+    value = row.get("protocols")
+    if isinstance(value, list) and route_subschema(row) is None:
+        return {"protocols": f"unknown type: {value[0] if value else 'nil'}"}
+    return None
+
+
 ROUTES = Entity(
     name="routes",
     endpoint_key="name",
@@ -293,6 +300,7 @@ ROUTES = Entity(
     entity_checks=(_route_checks,),
     subschema_key="protocols",
     default_overrides=_route_defaults,
+    unknown_subschema=_unknown_route_type,
 )
 
 
@@ -318,11 +326,21 @@ CONSUMERS = Entity(
         ("tags", tags_field()),
     ),
     entity_checks=(_consumer_checks,),
+    list_filter="custom_id",
 )
 
 
 # ---------------------------------------------------------------------------------------------
 # plugins (the `config` record is picked from the plugin registry by `name`)
+
+def _unknown_plugin(row: Mapping[str, Any]) -> dict[str, Any] | None:
+    from servegate.schema.plugins import get_plugin
+
+    name = row.get("name")
+    if isinstance(name, str) and get_plugin(name) is None:
+        return {"name": f"plugin '{name}' not enabled; add it to the 'plugins' configuration property"}
+    return None
+
 
 PLUGINS = Entity(
     name="plugins",
@@ -344,6 +362,7 @@ PLUGINS = Entity(
         ("tags", tags_field()),
     ),
     subschema_key="name",
+    unknown_subschema=_unknown_plugin,
 )
 
 

@@ -102,6 +102,11 @@ class Entity:
     # Defaults that depend on other input fields (routes: grpc protocols default strip_path to
     # false): row -> {field: default}, applied before the static defaults.
     default_overrides: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
+    # The error for a subschema key naming no subschema (routes: unknown protocol, plugins: not enabled):
+    # row -> {field: message}, or None when the value is known. Kong checks it before anything else.
+    unknown_subschema: Callable[[Mapping[str, Any]], dict[str, Any] | None] | None = None
+    # Kong's extra list filter by a unique field on the collection (consumers: GET /consumers?custom_id=v).
+    list_filter: str | None = None
 
     def field_map(self) -> dict[str, Field]:
         return dict(self.fields)
