@@ -395,7 +395,7 @@ def declared() -> dict[str, Entity]:
 
 
 def get_entity(name: str) -> Entity | None:
-    """Look up by table name or Admin collection name (`key-auths`)."""
+    """Look up by table name or Admin collection name (an entity's `admin_name`)."""
     entities = declared()
     if name in entities:
         return entities[name]
