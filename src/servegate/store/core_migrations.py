@@ -137,7 +137,8 @@ def _per_dialect(stmts: list[str], types: dict[str, dict[str, str]]) -> dict[str
 
 
 CORE: list[Migration] = [
-    # tables: what reset drops besides the declared entities' tables.
+    # tables: what reset drops besides the declared entities' tables (keyauth_credentials too: it stays
+    # even when the key-auth plugin is not loaded, and a later bootstrap must not find its old rows).
     Migration("000_base", up=sql(**_per_dialect(_BASE_000, _TYPES_000)),
-              tables=("ratelimiting_metrics", "config_version")),
+              tables=("keyauth_credentials", "ratelimiting_metrics", "config_version")),
 ]
