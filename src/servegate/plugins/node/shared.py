@@ -55,7 +55,7 @@ class SharedState:
         else:
             self._fd, self._mm = map_file(path, size, _MAGIC)
         self._cells: Any = memoryview(self._mm)[self._values_at:].cast("d")
-        self._index: dict[str, int] = {}
+        self._index: dict[str, tuple[int, int]] = {}  # name -> (slot, kind)
 
     def close(self) -> None:
         self._cells.release()
@@ -86,9 +86,9 @@ class SharedState:
 
     def slot(self, name: str, kind: int) -> int:
         """The slot of `name` (added when new). ValueError for a bad name, a kind clash or a full table."""
-        index = self._index.get(name)
-        if index is not None:
-            return index
+        known = self._index.get(name)
+        if known is not None and known[1] == kind:
+            return known[0]
         raw = name.encode()
         if not raw or len(raw) > NAME_MAX:
             raise ValueError(f"shared value names are 1 to {NAME_MAX} UTF-8 bytes")
@@ -97,7 +97,7 @@ class SharedState:
             found = self._add(raw, kind)
         if found[1] != kind:
             raise ValueError(f"{name!r} is a {KINDS[found[1]]}, not a {KINDS[kind]}")
-        self._index[name] = found[0]
+        self._index[name] = found
         return found[0]
 
     def _add(self, raw: bytes, kind: int) -> tuple[int, int]:
