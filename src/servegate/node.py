@@ -195,15 +195,13 @@ async def start_plugins(settings: Settings, store: Any, worker_id: int) -> Any:
 
 async def restart_plugins(worker: Any, settings: Settings, store: Any) -> Any:
     """A reload, for plugins: timers cancelled, shutdown_worker, then init_worker with the new settings."""
-    from servegate.plugins.node import stop_worker
+    from servegate.plugins.node import Worker, stop_worker
 
     await stop_worker(worker)
     try:
         return await start_plugins(settings, store, worker.id)
-    except StartupError as e:
-        log.error("reload: %s; the other plugins run", e)
-        from servegate.plugins.node import Worker
-
+    except StartupError as e:  # the node keeps serving; start_worker has already undone the others
+        log.error("reload: %s; running without node hooks until the next reload", e)
         return Worker(worker.id, settings.workers, settings, store)
 
 

@@ -6,7 +6,7 @@ before its proxy listeners open, and calls every loaded plugin's `init_worker(wo
 in the same order. A hook returns None or an awaitable; the worker waits for it.
 
 - A failing `init_worker` stops the worker: the error names the plugin and start-up ends with one line and
-  exit 1 (a reload that fails the same way is logged and keeps the other plugins running).
+  exit 1 (a reload that fails the same way is logged; the worker serves on without node hooks).
 - A failing `shutdown_worker` is logged; the other plugins' hooks still run. Each gets `SHUTDOWN_TIMEOUT_S`.
 - A reload (SIGHUP) is, for plugins, what a Kong reload's fresh workers are: timers cancelled,
   `shutdown_worker`, then `init_worker` with the new settings; shared values are kept.
