@@ -28,7 +28,7 @@ Writer = Callable[[str, str, str, int, int, int, "int | None", str, object], Non
 
 
 def key_names_of(snapshot: object) -> frozenset[str]:
-    """Query argument names to redact in a snapshot: the common spellings plus what each enabled plugin's
+    """Query argument names to redact in a snapshot: the common spellings plus what each plugin row's
     config names (`Plugin.redact_query_args`: key-auth's `key_names`)."""
     from servegate.plugins import get_handler
 
