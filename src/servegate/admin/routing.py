@@ -109,3 +109,11 @@ def decode_segment(segment: str) -> str:
 
 def has_invalid_utf8(value: str) -> bool:
     return any("\udc80" <= ch <= "\udcff" for ch in value)
+
+
+def printable(value: str) -> str:
+    """A decoded value made JSON-encodable for quoting in a message: each byte that was not UTF-8
+    (kept by surrogateescape) becomes U+FFFD."""
+    if value.isascii():
+        return value
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")

@@ -28,7 +28,8 @@ def decode_offset(offset: str, pk_len: int) -> list[Any]:
         values = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise _errors.invalid_offset(offset, "bad json encoding") from None
-    if not isinstance(values, list) or len(values) != pk_len:
+    if not isinstance(values, list) or len(values) != pk_len or not all(isinstance(v, str) for v in values):
+        # every primary key here is made of strings; another type cannot be compared with them
         raise _errors.invalid_offset(offset, "bad json encoding")
     return values
 
