@@ -202,3 +202,29 @@ async def test_offset_of_the_wrong_type(admin: Admin, path: str, value: list[obj
         "name": "invalid offset",
         "message": f"'{offset}' is not a valid offset: bad json encoding",
     }
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/consumers/a%ff", "username"),
+        ("/services/a%ff", "name"),
+        ("/consumers/u/key-auth/a%ff", "key"),
+        ("/services/s1/routes/a%ff", "name"),
+    ],
+)
+async def test_put_key_with_invalid_utf8(admin: Admin, path: str, field: str) -> None:
+    await admin.ok("POST", "/consumers", 201, json={"username": "u"})
+    await admin.ok("POST", "/services", 201, json={"name": "s1", "url": "http://a.test"})
+    body = {"url": "http://a.test"} if field == "name" and path.startswith("/services/a") else {}
+    if "routes" in path:
+        body = {"paths": ["/x"]}
+    r = await admin.put(path, json=body)
+    assert (r.status, r.json) == (
+        400,
+        {
+            "code": 10,
+            "name": f"invalid unique {field}",
+            "message": "invalid utf-8 character sequence detected at position 2",
+        },
+    )

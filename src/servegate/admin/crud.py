@@ -22,7 +22,7 @@ from servegate.admin.responses import (
     method_not_allowed,
     not_found,
 )
-from servegate.admin.routing import Handler
+from servegate.admin.routing import Handler, invalid_utf8_message
 from servegate.schema import errors
 from servegate.schema.fields import Entity
 from servegate.schema.output import to_output
@@ -74,6 +74,9 @@ async def upsert(ctx: Ctx, entity: Entity, key: str, args: dict[str, Any], exist
     else:
         if entity.endpoint_key is None:
             raise not_found()
+        bad_utf8 = invalid_utf8_message(key)
+        if bad_utf8 is not None:  # it would become the stored key: no row may hold such bytes
+            raise errors.invalid_unique(entity.endpoint_key, bad_utf8)
         args[entity.endpoint_key] = key
         if existing is not None:
             args["id"] = existing["id"]
