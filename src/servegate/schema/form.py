@@ -109,57 +109,87 @@ def _decode_encoded_brackets(name: str) -> str:
 def _split_segments(name: str) -> list[str]:
     """Split on dots, except dots inside a `[...]` that follows a character.
 
-    Linear in len(name): a `]` searched for and not found is never searched for again."""
+    Runs of ordinary characters are skipped by the regex engine; once no `]` follows, `[` is ordinary
+    and the rest only splits on dots. More than MAX_DEPTH segments and bracket keys: FormError."""
     segments: list[str] = []
-    current: list[str] = []
-    closed = True  # a `]` may still follow
-    i = 0
-    while i < len(name):
-        ch = name[i]
-        if ch == "[" and current and closed:
-            end = name.find("]", i)
+    pieces: list[str] = []  # the current segment, in non-empty pieces
+    groups = 0
+    i, n = 0, len(name)
+    while i < n:
+        m = _KEY_DELIMITER.search(name, i)
+        j = m.start() if m else n
+        if j > i:
+            pieces.append(name[i:j])
+        if j == n:
+            break
+        if name[j] == ".":
+            if pieces:
+                _push(segments, pieces)
+                pieces = []
+            i = j + 1
+        elif not pieces:  # a `[` that follows no character is an ordinary one
+            pieces.append("[")
+            i = j + 1
+        else:
+            end = name.find("]", j)
             if end != -1:
-                current.append(name[i : end + 1])
+                # each such `[...]` becomes a key of this segment: count it toward the depth now
+                groups += 1
+                if len(segments) + groups > MAX_DEPTH:
+                    raise FormError(TOO_DEEP)
+                pieces.append(name[j : end + 1])
                 i = end + 1
                 continue
-            closed = False
-        if ch == ".":
-            if current:
-                segments.append("".join(current))
-            current = []
-        else:
-            current.append(ch)
-        i += 1
-    if current:
-        segments.append("".join(current))
+            rest = name[j:].split(".")
+            pieces.append(rest[0])
+            for part in rest[1:]:
+                if pieces:
+                    _push(segments, pieces)
+                pieces = [part] if part else []
+            break
+    if pieces:
+        _push(segments, pieces)
     return segments
 
 
+def _push(segments: list[str], pieces: list[str]) -> None:
+    segments.append("".join(pieces))
+    if len(segments) > MAX_DEPTH:
+        raise FormError(TOO_DEEP)
+
+
 def _find_keys(text: str) -> list[str]:
-    """The keys of `.k` and `[k]` items in text, in order (Kong's `\\.([^\\[\\.]+)|\\[([^\\]]*)\\]`), linearly."""
+    """The keys of `.k` and `[k]` items in text, in order (Kong's `\\.([^\\[\\.]+)|\\[([^\\]]*)\\]`), in
+    linear time; stops after MAX_DEPTH + 1 keys."""
     keys: list[str] = []
-    closed = True
+    closed = True  # a `]` may still follow
     i, n = 0, len(text)
-    while i < n:
-        ch = text[i]
-        if ch == ".":
-            j = i + 1
-            while j < n and text[j] not in "[.":
-                j += 1
+    while i < n and len(keys) <= MAX_DEPTH:
+        if closed:
+            m = _KEY_DELIMITER.search(text, i)
+            if m is None:
+                break
+            i = m.start()
+        else:  # without a `]` ahead only dotted keys remain
+            i = text.find(".", i)
+            if i == -1:
+                break
+        if text[i] == ".":
+            m = _KEY_DELIMITER.search(text, i + 1)
+            j = m.start() if m else n
             if j > i + 1:
                 keys.append(text[i + 1 : j])
                 i = j
-                continue
-        elif ch == "[" and closed:
-            end = text.find("]", i + 1)
-            if end != -1:
-                keys.append(text[i + 1 : end])
-                i = end + 1
-                continue
+            else:
+                i += 1
+            continue
+        end = text.find("]", i + 1)
+        if end == -1:
             closed = False
-        i += 1
-        if len(keys) > MAX_DEPTH:
-            break
+            i += 1
+            continue
+        keys.append(text[i + 1 : end])
+        i = end + 1
     return keys
 
 
@@ -232,8 +262,6 @@ def _decode_arg(raw_name: str, value: Any, allow_map_keys: bool) -> LuaTable:
         return {"name": value}  # Kong's quirk for such keys
     name = _decode_encoded_brackets(raw_name)
     segments = _split_segments(name)
-    if len(segments) > MAX_DEPTH:
-        raise FormError(TOO_DEEP)
     container: LuaTable = {}
     if not segments:
         _decode_complex(name, _name_and_keys(name), value, container, allow_map_keys)
