@@ -173,12 +173,14 @@ class Context:
 
     # -- upstream choice (kong.service) ----------------------------------------------------------
     def set_target(self, host: str, port: int) -> None:
-        """kong.service.set_target: send this request to host:port instead of the service's. The Host
-        header follows (unless the route preserves the client's), as it does for the service's host."""
-        if not host or not isinstance(host, str):
-            raise ValueError("host must be a non-empty string")
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
-            raise ValueError("port must be an integer from 1 to 65535")
+        """kong.service.set_target: send this request to host:port instead of the service's. Like Kong, the
+        Host header becomes `host` (no port), whatever the route's preserve_host."""
+        if not isinstance(host, str) or not host:
+            raise TypeError("host must be a string")
+        if isinstance(port, bool) or not isinstance(port, int):
+            raise TypeError("port must be an integer")
+        if not 0 <= port <= 65535:
+            raise ValueError(f"port must be an integer between 0 and 65535: given {port}")
         self.upstream_target = (host, port)
 
     def set_scheme(self, scheme: str) -> None:

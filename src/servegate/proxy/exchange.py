@@ -233,19 +233,17 @@ class Exchange:
                 dest: tuple[tuple[str, int, bool], bytes, bytes] | None = None) -> None:
         """Build the upstream request head and open (or reuse) an upstream connection.
 
-        `dest`: (upstream key, Host, target path) a plugin chose instead of the service's."""
+        `dest`: (upstream key, Host, target path) a plugin chose instead of the route and service's."""
         if self.state == DONE:
             return
         conn = self.conn
         prep = self.prep
         if dest is None:
             self.key = prep.key
-            host = prep.host
+            host = self.host if prep.preserve_host and self.host is not None else prep.host
             target = prep.target
         else:
             self.key, host, target = dest
-        if prep.preserve_host and self.host is not None:
-            host = self.host
         target = target + (self.query if query is None else query)
         if self.chunked:
             framing = b"Transfer-Encoding: chunked\r\n"

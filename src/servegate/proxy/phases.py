@@ -119,13 +119,13 @@ def _destination(ex: Exchange, ctx: Context) -> tuple[tuple[str, int, bool], byt
     """(upstream key, Host, target path) after set_target / set_scheme / set_path."""
     prep = ex.prep
     host, port, tls = prep.key
-    host_b = prep.host
+    host_b = ex.host if prep.preserve_host and ex.host is not None else prep.host
     if ctx.upstream_scheme is not None:
         tls = ctx.upstream_scheme == "https"
     if ctx.upstream_target is not None:
+        # Kong's set_target sets upstream_host to the bare host: it wins over preserve_host, no port.
         host, port = ctx.upstream_target
-        name = f"[{host}]" if ":" in host else host
-        host_b = (name if port == (443 if tls else 80) else f"{name}:{port}").encode()
+        host_b = (f"[{host}]" if ":" in host else host).encode()
     target = prep.target
     if ctx.upstream_path is not None:
         target = escape(ctx.upstream_path).encode("utf-8", "surrogateescape")
