@@ -32,6 +32,8 @@ class Servegate:
     admin_port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     log_path: str = ""
+    # What runs after the interpreter: a script that registers a test plugin first (tests/node/run_node.py).
+    argv: list[str] = field(default_factory=lambda: ["-m", "servegate"])
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SERVEGATE_", "KONG_"))}
@@ -67,7 +69,7 @@ class Servegate:
         self.log_path = str(Path(self.prefix) / "stdout.log")
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "servegate", "start"], env=self.env(), stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, *self.argv, "start"], env=self.env(), stdout=log, stderr=subprocess.STDOUT
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -82,6 +82,8 @@ class Holds:
         """Probe every listen address and hold the proxy ones; ListenError names the first that is taken."""
         for listen in settings.admin_listen:
             probe(listen, "admin_listen")
+        for listen in settings.status_listen:
+            probe(listen, "status_listen")
         self.update(settings)
 
     def update(self, settings: Settings) -> None:

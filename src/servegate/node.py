@@ -5,6 +5,8 @@ forks N proxy workers that share the proxy listeners through SO_REUSEPORT; each 
 config version and rebuilds its own snapshot, so a change made through any node reaches every worker.
 Only this node's own processes share those ports: start-up owns the prefix's pid file and claims every listen
 address first (servegate.pidfile, servegate.listeners). SIGHUP reloads the settings (see run_worker).
+Plugins' node hooks (init_worker/shutdown_worker, timers, shared values: servegate.plugins.node) run in the
+proxy workers; the status listener (status_listen) runs next to the Admin API.
 """
 
 from __future__ import annotations
@@ -155,6 +157,54 @@ async def start_admin(settings: Settings, store: Any, on_change: Any) -> Any:
     return server
 
 
+async def start_status(settings: Settings, store: Any) -> Any:
+    """The status listener on settings.status_listen (None when `status_listen = off`, the default)."""
+    if not settings.status_listen:
+        return None
+    from servegate.admin.status import serve_status
+    from servegate.listeners import address, describe
+
+    try:
+        server = await serve_status(store, settings)
+    except OSError as e:  # taken since start-up's probe
+        where = ", ".join(address(x) for x in settings.status_listen)
+        raise StartupError(f"cannot listen on {where} (status_listen): {describe(e)}") from None
+    log.info("status listening on %s", ", ".join(str(x) for x in settings.status_listen))
+    return server
+
+
+def configure_shared(settings: Settings, column: int) -> None:
+    """Which cells of the node's shared values this process writes: worker i column i, the master the last."""
+    from servegate.plugins.node import shared
+
+    shared.configure(os.path.join(settings.prefix, shared.FILE_NAME), column, settings.workers + 1)
+
+
+async def start_plugins(settings: Settings, store: Any, worker_id: int) -> Any:
+    """The plugins' init_worker hooks for this worker (servegate.plugins.node); StartupError names the plugin."""
+    from servegate.plugins import handlers
+    from servegate.plugins.node import PluginInitError, Worker, start_worker
+
+    worker = Worker(worker_id, settings.workers, settings, store)
+    try:
+        await start_worker(worker, handlers().values())
+    except PluginInitError as e:
+        raise StartupError(str(e)) from None
+    return worker
+
+
+async def restart_plugins(worker: Any, settings: Settings, store: Any) -> Any:
+    """A reload, for plugins: timers cancelled, shutdown_worker, then init_worker with the new settings."""
+    from servegate.plugins.node import Worker, stop_worker
+
+    await stop_worker(worker)
+    try:
+        return await start_plugins(settings, store, worker.id)
+    except StartupError as e:  # the node keeps serving; start_worker has already undone the others
+        log.error("reload: %s; running without node hooks until the next reload", e)
+        return Worker(worker.id, settings.workers, settings, store)
+
+
 async def start_proxy(settings: Settings, holder: Any) -> Any:
     """A started ProxyServer on settings.proxy_listen; StartupError names the address it could not bind."""
     from servegate.listeners import address, describe
@@ -178,7 +228,8 @@ BIND_ERRORS = (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES, errno.EAFNOS
 # Settings a reload cannot apply: the store connection, the Admin API's listeners and the process layout
 # are set up once. A reload keeps their running values and says so.
 RESTART_ONLY = ("prefix", "database", "sqlite_path", "pg_host", "pg_port", "pg_user", "pg_password",
-                "pg_password_file", "pg_database", "pg_timeout", "pg_ssl", "admin_listen", "workers")
+                "pg_password_file", "pg_database", "pg_timeout", "pg_ssl", "admin_listen", "status_listen",
+                "workers")
 
 Reread = Callable[[], Settings]
 
@@ -212,24 +263,28 @@ def _signals() -> asyncio.Queue[str]:
 
 
 async def run_worker(settings: Settings, *, with_admin: bool, reread: Reread | None = None,
-                     holds: Holds | None = None) -> None:
+                     holds: Holds | None = None, worker_id: int = 0) -> None:
     """A proxy worker (and, for a single-process node, the Admin API too).
 
     A reload (SIGHUP) re-reads the settings and opens a fresh set of proxy listeners with them next to the
     old ones (SO_REUSEPORT), then closes the old listeners: requests and streams already open finish on the
     old server (up to graceful_timeout), new connections get the new settings. The store, the snapshot and the
-    Admin API stay as they are. `holds`: the node's port holds, when this process owns them (workers = 1).
+    Admin API stay as they are; plugins restart their node hooks (restart_plugins). `holds`: the node's port
+    holds, when this process owns them (workers = 1). `worker_id`: 0..workers-1.
     """
     from servegate.plugins import load_all
     from servegate.snapshot import SnapshotHolder, load_snapshot
 
     load_all(settings.plugins)  # handlers must be registered before the first snapshot indexes plugin rows
+    configure_shared(settings, worker_id)
     signals = _signals()
     store = await open_ready_store(settings)
     holder = SnapshotHolder(await load_snapshot(store))
     feed = SnapshotFeed(store, holder, settings.db_update_frequency)
     feed.start()
+    worker = await start_plugins(settings, store, worker_id)  # before any request reaches this worker
     admin = await start_admin(settings, store, lambda: feed.refresh(force=True)) if with_admin else None
+    status = await start_status(settings, store) if with_admin else None
     proxy = await start_proxy(settings, holder)
     log.info("proxy listening on %s (pid %d)", ", ".join(str(x) for x in settings.proxy_listen), os.getpid())
     draining: set[asyncio.Task[None]] = set()
@@ -245,16 +300,21 @@ async def run_worker(settings: Settings, *, with_admin: bool, reread: Reread | N
         setup_logging(new.log_level)
         feed.interval = new.db_update_frequency
         old, proxy, settings = proxy, fresh, new
+        worker = await restart_plugins(worker, settings, store)
         task = asyncio.get_running_loop().create_task(old.stop(settings.graceful_timeout))
         draining.add(task)
         task.add_done_callback(draining.discard)
         log.info("reloaded (pid %d): open connections finish on the previous settings", os.getpid())
     log.info("stopping: finishing in-flight requests (up to %ss)", settings.graceful_timeout)
-    if admin is not None:
-        await admin.stop(settings.graceful_timeout)
+    for server in (admin, status):
+        if server is not None:
+            await server.stop(settings.graceful_timeout)
     await proxy.stop(settings.graceful_timeout)
     if draining:
         await asyncio.gather(*draining)
+    from servegate.plugins.node import stop_worker
+
+    await stop_worker(worker)  # after the last request's log phase
     await feed.stop()
     await store.close()
 
@@ -264,9 +324,11 @@ async def run_master(settings: Settings, children: list[int], reread: Reread | N
     """Admin API only; workers serve the proxy. Forwards a reload to the workers; stops them when stopped.
     Returns the node's exit code: 1 when a worker died."""
     failed = False
+    configure_shared(settings, settings.workers)
     signals = _signals()
     store = await open_ready_store(settings)
     admin = await start_admin(settings, store, _noop)
+    status = await start_status(settings, store)
 
     async def watch_children() -> None:
         nonlocal failed
@@ -296,8 +358,9 @@ async def run_master(settings: Settings, children: list[int], reread: Reread | N
         log.info("reload: signalled %d worker(s)", len(children))
     watcher.cancel()
     stop_children(children)
-    if admin is not None:
-        await admin.stop(settings.graceful_timeout)
+    for server in (admin, status):
+        if server is not None:
+            await server.stop(settings.graceful_timeout)
     await store.close()
     deadline = time.monotonic() + settings.graceful_timeout + 5
     for pid in children:
@@ -387,15 +450,18 @@ def start(settings: Settings, reread: Reread | None = None) -> int:
         asyncio.run(_check_database(settings))
         holds.claim(settings)
         prepare_prefix(settings)
+        from servegate.plugins.node import shared
+
+        shared.reset(settings.prefix)  # this node's shared values count from its start
         if settings.workers == 1:
             install_event_loop_policy()
             asyncio.run(run_worker(settings, with_admin=True, reread=reread, holds=holds))
             return 0
         children: list[int] = []
-        for _ in range(settings.workers):
+        for worker_id in range(settings.workers):
             pid = os.fork()
             if pid == 0:
-                _worker_main(settings, reread, holds)
+                _worker_main(settings, reread, holds, worker_id)
             children.append(pid)
         # The master (Admin API, worker supervision) stays on asyncio's own loop: uvloop is only imported by
         # the workers, which keeps it out of the master's memory (the Admin API is not on the hot path).
@@ -411,7 +477,7 @@ def start(settings: Settings, reread: Reread | None = None) -> int:
         lock.release()
 
 
-def _worker_main(settings: Settings, reread: Reread | None, holds: Holds) -> None:
+def _worker_main(settings: Settings, reread: Reread | None, holds: Holds, worker_id: int) -> None:
     """A forked worker's whole life; never returns."""
     code = 0
     # The master keeps the holds (and releases one when a reload drops its address): a copy kept here would
@@ -419,7 +485,7 @@ def _worker_main(settings: Settings, reread: Reread | None, holds: Holds) -> Non
     holds.close()
     try:
         install_event_loop_policy()
-        asyncio.run(run_worker(settings, with_admin=False, reread=reread))
+        asyncio.run(run_worker(settings, with_admin=False, reread=reread, worker_id=worker_id))
     except StartupError as e:
         code = _error(str(e))
     except BaseException:

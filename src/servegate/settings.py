@@ -166,6 +166,8 @@ SPEC: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "proxy_listen": ("0.0.0.0:8000, 0.0.0.0:8443 ssl", _parse_listen,
                      "Proxy listeners, comma-separated `host:port [ssl]`; `off` disables."),
     "admin_listen": ("127.0.0.1:8001", _parse_listen, "Admin API listeners (loopback by default); `off` disables."),
+    "status_listen": ("off", _parse_listen,
+                      "Status listeners (`/status`, plugin status endpoints), e.g. `127.0.0.1:8100`; `off` by default."),
     "database": ("sqlite", _one_of("sqlite", "postgres"), "`sqlite` (embedded file under prefix) or `postgres`."),
     "sqlite_path": ("", _str, "SQLite file; default `<prefix>/servegate.db`."),
     "pg_host": ("127.0.0.1", _str, "PostgreSQL host."),
@@ -241,6 +243,7 @@ class Settings:
     admin_gui_url: list[str]
     plugins: tuple[str, ...]
     client_body_buffer_size: int
+    status_listen: list[Listen] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     # Names used across the code base (docs/internals.md).

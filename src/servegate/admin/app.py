@@ -80,13 +80,14 @@ async def serve(
     *,
     on_change: Callable[[], Awaitable[None]],
     listen: Sequence[Any] | None = None,
+    app: AdminApp | None = None,
 ) -> AdminServer:
     """Start the Admin API on `listen` (default: settings.admin_listen); returns the running server.
 
     Each listen item has `host`, `port` (0 picks a free one; see `AdminServer.addresses`) and `ssl`.
-    Stop it with `await server.stop(grace_s)`.
+    Stop it with `await server.stop(grace_s)`. `app`: serve this one instead (the status listener's).
     """
-    app = create_admin_app(store, settings, on_change=on_change)
+    app = app or create_admin_app(store, settings, on_change=on_change)
     server = AdminServer(
         app,
         header_timeout=float(getattr(settings, "client_header_timeout_s", 60)),

@@ -63,6 +63,11 @@ class PathTable:
             self._by_len.setdefault(len(segments), []).append(ep)
         ep.methods[method] = handler
 
+    def handler(self, path: str, method: str) -> Handler | None:
+        """The handler registered for exactly this pattern and method (a plugin endpoint may wrap it)."""
+        ep = self._all.get(tuple(s for s in path.split("/") if s))
+        return ep.methods.get(method) if ep is not None else None
+
     def paths(self) -> list[str]:
         return sorted(ep.path for ep in self._all.values())
 

@@ -343,6 +343,13 @@ class Plugin:
     header_filter: ClassVar[Callable[..., HookResult] | None] = None
     log: ClassVar[Callable[..., HookResult] | None] = None
     body_filter: ClassVar[Callable[..., bytes | None] | None] = None
+    # Node hooks (servegate.plugins.node): `init_worker(worker)` once per worker process after its loop starts,
+    # `shutdown_worker(worker)` before it exits.
+    init_worker: ClassVar[Callable[..., HookResult] | None] = None
+    shutdown_worker: ClassVar[Callable[..., HookResult] | None] = None
+    # Extra endpoints (servegate.plugins.api.ApiEndpoint): on the Admin API (Kong's api.lua), on status_listen.
+    admin_api: ClassVar[tuple[Any, ...]] = ()
+    status_api: ClassVar[tuple[Any, ...]] = ()
 
     def compile(self, row: Mapping[str, Any], lookups: Lookups) -> Any:
         return row.get("config")

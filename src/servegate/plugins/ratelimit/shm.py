@@ -29,6 +29,26 @@ _HEADER = 64
 _MAGIC = b"SGRL1\0\0\0"
 
 
+def map_file(path: str, size: int, magic: bytes) -> tuple[int, mmap.mmap]:
+    """(fd, shared mapping) of the node file at `path`, created sparse with `magic` at offset 0 when new or
+    shorter than `size`. Every worker of a node maps the same file (also servegate.plugins.node.shared);
+    the whole-file lock makes the first creation safe when several processes get here at once."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX, 0, 0, os.SEEK_SET)
+        try:
+            if os.fstat(fd).st_size < size:
+                os.ftruncate(fd, size)  # sparse: pages are allocated on first touch
+                os.pwrite(fd, magic, 0)
+        finally:
+            fcntl.lockf(fd, fcntl.LOCK_UN, 0, 0, os.SEEK_SET)
+        return fd, mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 class SharedCounters:
     """One node's counter table. Safe across processes (fcntl) and threads (a process lock)."""
 
@@ -37,22 +57,7 @@ class SharedCounters:
         self.stripes = stripes
         self.slots = slots
         self._stripe_bytes = slots * _SLOT.size
-        size = _HEADER + stripes * self._stripe_bytes
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.lockf(fd, fcntl.LOCK_EX, 0, 0, os.SEEK_SET)
-            try:
-                if os.fstat(fd).st_size < size:
-                    os.ftruncate(fd, size)  # sparse: pages are allocated on first touch
-                    os.pwrite(fd, _MAGIC, 0)
-            finally:
-                fcntl.lockf(fd, fcntl.LOCK_UN, 0, 0, os.SEEK_SET)
-            self._mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-        except BaseException:
-            os.close(fd)
-            raise
-        self._fd = fd
+        self._fd, self._mm = map_file(path, _HEADER + stripes * self._stripe_bytes, _MAGIC)
         self._tlock = threading.Lock()
 
     def close(self) -> None:
