@@ -16,20 +16,27 @@ from servegate.admin.http import Request, Response
 from servegate.admin.info import add_info_endpoints
 from servegate.admin.responses import (
     Reply,
+    bad_request,
     dao_error_reply,
     empty_reply,
     message_reply,
     method_not_allowed,
     not_found,
 )
-from servegate.admin.routing import Match, PathTable
+from servegate.admin.routing import Match, PathTable, printable
 from servegate.admin.schemas import add_schema_endpoints
 from servegate.admin.server import MAX_BODY_BYTES, AdminServer
 from servegate.schema.errors import DaoError
+from servegate.schema.form import FormError
 
 log = logging.getLogger("servegate.admin")
 
 __all__ = ["MAX_BODY_BYTES", "AdminApp", "create_admin_app", "serve"]
+
+# JSON nested deeper than this is refused like unparsable JSON. Kong's cjson refuses beyond 1000 levels;
+# ours stops lower so that the recursive steps after parsing (copies, validation) stay far from Python's
+# recursion limit. No entity needs more than a handful of levels.
+MAX_JSON_DEPTH = 100
 
 
 def _load_plugins() -> None:
@@ -125,11 +132,13 @@ async def _dispatch(table: PathTable, state: AppState, request: Request) -> Resp
         resp = await _handle(state, request, match)
     except Reply as r:
         resp = r.response
+    except FormError as e:
+        resp = message_reply(400, e.message)
     except DaoError as e:
         if e.http_status >= 500:
             # The message of a database error may quote values; log only its class of failure.
             log.error("admin %s %s: database error (code %s)", request.method, pattern, e.code)
-        resp = dao_error_reply(e)
+        resp = dao_error_reply(_printable_error(e))
     except asyncio.CancelledError:
         raise
     except Exception:
@@ -159,7 +168,43 @@ async def _handle(state: AppState, request: Request, match: Match) -> Response:
     ctx = Ctx(request, state, match.params, match.raw_params, query_pairs=parse_query(request))
     if method in BODY_METHODS:
         await read_body(ctx)
+        body = ctx.json_body if ctx.body_kind == "json" else ctx.form_body
+        if body is not None and _nested_deeper(body, MAX_JSON_DEPTH):
+            raise bad_request("Cannot parse JSON body")
     return await handler(ctx)
+
+
+def _nested_deeper(value: object, limit: int) -> bool:
+    """Whether arrays/objects nest more than `limit` levels (iterative: the value may be ~1000 deep)."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+def _printable(value: Any) -> Any:
+    """`printable` over every string of an error's message, fields and options."""
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, dict):
+        return {_printable(k): _printable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_printable(v) for v in value]
+    return value
+
+
+def _printable_error(e: DaoError) -> DaoError:
+    # DaoError messages quote input (an offset, a key from the URL); JSON cannot carry invalid UTF-8.
+    e.message = _printable(e.message)
+    e.fields = _printable(e.fields)
+    e.options = _printable(e.options)
+    return e
 
 
 def _decorate(request: Request, resp: Response, started: float) -> None:

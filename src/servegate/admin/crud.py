@@ -13,7 +13,7 @@ from typing import Any
 
 from servegate.admin.context import Ctx
 from servegate.admin.http import Response
-from servegate.admin.lookup import Row, find, fk_id, is_uuid, resolve_foreign_keys
+from servegate.admin.lookup import Row, bindable, find, fk_id, is_uuid, resolve_foreign_keys
 from servegate.admin.paging import list_body, next_link, page_args
 from servegate.admin.responses import (
     bad_request,
@@ -22,7 +22,7 @@ from servegate.admin.responses import (
     method_not_allowed,
     not_found,
 )
-from servegate.admin.routing import Handler, has_invalid_utf8
+from servegate.admin.routing import Handler, invalid_utf8_message
 from servegate.schema import errors
 from servegate.schema.fields import Entity
 from servegate.schema.output import to_output
@@ -41,7 +41,12 @@ def _output(entity: Entity, row: Row) -> dict[str, Any]:
 
 
 def _process(entity: Entity, args: dict[str, Any], op: str, existing: Row | None = None) -> Row:
-    return process_input(entity, args, op=op, existing=existing)
+    row = process_input(entity, args, op=op, existing=existing)
+    if row.get("id") is None:
+        # `{"id": null}` in a body: Kong generates an id only when none is given, so the null stays and
+        # the row has no primary key. Refused before the store sees it (it would answer a 500).
+        raise errors.schema_violation({"id": "required field missing"})
+    return row
 
 
 def _plugin_name(entity: Entity, ctx: Ctx, existing: Row | None) -> str | None:
@@ -69,6 +74,9 @@ async def upsert(ctx: Ctx, entity: Entity, key: str, args: dict[str, Any], exist
     else:
         if entity.endpoint_key is None:
             raise not_found()
+        bad_utf8 = invalid_utf8_message(key)
+        if bad_utf8 is not None:  # it would become the stored key: no row may hold such bytes
+            raise errors.invalid_unique(entity.endpoint_key, bad_utf8)
         args[entity.endpoint_key] = key
         if existing is not None:
             args["id"] = existing["id"]
@@ -147,7 +155,7 @@ async def _list_by_unique(ctx: Ctx, entity: Entity, field: str) -> Response:
     value = ctx.query_first(field)
     if not value:
         raise bad_request(f"{field} must be an unempty string")
-    row = None if has_invalid_utf8(value) else await ctx.store.select_by(entity.name, field, value)
+    row = await ctx.store.select_by(entity.name, field, value) if bindable(value) else None
     data = [_output(entity, row)] if row is not None else []
     return json_reply(200, {"data": data, "next": None})
 

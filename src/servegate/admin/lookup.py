@@ -47,6 +47,12 @@ def _validate_key_value(field: Field, value: str) -> str | None:
     return err if isinstance(err, str) else str(err)
 
 
+def bindable(value: str) -> bool:
+    # Bytes that are not UTF-8, and NUL (which PostgreSQL text cannot hold), can name no stored row;
+    # no driver would bind them as text either.
+    return "\x00" not in value and not has_invalid_utf8(value)
+
+
 async def find(store: Any, entity: Entity, key: str) -> Row | None:
     """The row that `key` (URL segment, already percent-decoded) names: a UUID is always an id."""
     if is_uuid(key):
@@ -59,7 +65,7 @@ async def find(store: Any, entity: Entity, key: str) -> Row | None:
     msg = _validate_key_value(field, key)
     if msg is not None:
         raise errors.invalid_unique(ek, msg)
-    return await store.select_by(entity.name, ek, key)
+    return await store.select_by(entity.name, ek, key) if bindable(key) else None
 
 
 async def resolve_foreign_keys(store: Any, entity: Entity, body: dict[str, Any]) -> None:
@@ -81,7 +87,7 @@ async def resolve_foreign_keys(store: Any, entity: Entity, body: dict[str, Any])
             kf = ref_fields.get(key)
             if kv is None or kf is None or not (kf.unique or key == ref.endpoint_key):
                 continue
-            row = await store.select_by(ref.name, key, kv) if isinstance(kv, str) else None
+            row = await store.select_by(ref.name, key, kv) if isinstance(kv, str) and bindable(kv) else None
             if row is None:
                 unresolved[fname] = {key: errors.unresolved_message(key, kv, ref.name)}
             else:

@@ -114,3 +114,20 @@ def decode_segment(segment: str) -> str:
 
 def has_invalid_utf8(value: str) -> bool:
     return any("\udc80" <= ch <= "\udcff" for ch in value)
+
+
+def invalid_utf8_message(value: str) -> str | None:
+    """Kong's message for the first byte of `value` that is not UTF-8 (1-based byte position), or None."""
+    for i, ch in enumerate(value):
+        if "\udc80" <= ch <= "\udcff":
+            position = len(value[:i].encode("utf-8", "surrogateescape")) + 1
+            return f"invalid utf-8 character sequence detected at position {position}"
+    return None
+
+
+def printable(value: str) -> str:
+    """A decoded value made JSON-encodable for quoting in a message: each byte that was not UTF-8
+    (kept by surrogateescape) becomes U+FFFD."""
+    if value.isascii():
+        return value
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")

@@ -8,7 +8,7 @@ from servegate.admin.context import Ctx
 from servegate.admin.http import Response
 from servegate.admin.lookup import entity_named
 from servegate.admin.responses import json_reply, message_reply
-from servegate.admin.routing import PathTable
+from servegate.admin.routing import PathTable, printable
 from servegate.schema import errors
 from servegate.schema.fields import NO_DEFAULT, Entity, Field
 from servegate.schema.plugins import get_plugin
@@ -85,7 +85,7 @@ async def get_entity_schema(ctx: Ctx) -> Response:
     name = ctx.params["name"]
     entity = entity_named(name)
     if entity is None:
-        return message_reply(404, f"No entity named '{name}'")
+        return message_reply(404, f"No entity named '{printable(name)}'")
     return json_reply(200, entity_json(entity))
 
 
@@ -93,7 +93,7 @@ async def get_plugin_schema(ctx: Ctx) -> Response:
     name = ctx.params["name"]
     body = plugin_json(name)
     if body is None:
-        return message_reply(404, f"No plugin named '{name}'")
+        return message_reply(404, f"No plugin named '{printable(name)}'")
     return json_reply(200, body)
 
 
@@ -101,7 +101,7 @@ async def get_plugin_config_schema(ctx: Ctx) -> Response:
     name = ctx.params["name"]
     plugin = get_plugin(name)
     if plugin is None:
-        return message_reply(404, f"No plugin named '{name}'")
+        return message_reply(404, f"No plugin named '{printable(name)}'")
     return json_reply(200, {**field_json(plugin.config), "required": True})
 
 
@@ -121,7 +121,7 @@ async def validate_entity(ctx: Ctx) -> Response:
     name = ctx.params["db_entity_name"]
     entity = entity_named(name)
     if entity is None:
-        return message_reply(404, f"No entity named '{name}'")
+        return message_reply(404, f"No entity named '{printable(name)}'")
     return _validate(ctx, entity)
 
 

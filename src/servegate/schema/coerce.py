@@ -5,32 +5,23 @@ Only form/multipart/query input is coerced; JSON bodies are validated as sent.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
 from servegate.schema.entities import ENTITIES
 from servegate.schema.fields import Entity, Field
-from servegate.schema.form import MAX_ARGS, TooManyArguments, decode_form
+from servegate.schema.form import MAX_ARGS, FormError, TooManyArguments, decode_form, lua_tonumber
 from servegate.schema.plugins import get_plugin
 
-__all__ = ["MAX_ARGS", "TooManyArguments", "coerce", "coerce_value", "decode_form", "lua_tonumber"]
-
-_DECIMAL = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")
-_HEX = re.compile(r"^\s*([-+]?)0[xX]([0-9a-fA-F]+)\s*$")
-
-
-def lua_tonumber(value: str) -> int | float | None:
-    """Lua's tonumber for strings: decimal or hex, surrounding spaces allowed; else None."""
-    m = _HEX.match(value)
-    if m:
-        n = int(m.group(2), 16)
-        return -n if m.group(1) == "-" else n
-    if not _DECIMAL.match(value):
-        return None
-    f = float(value)
-    # Lua has one number type; integral values print and compare as integers.
-    return int(f) if f.is_integer() and abs(f) < 2**53 else f
+__all__ = [
+    "MAX_ARGS",
+    "FormError",
+    "TooManyArguments",
+    "coerce",
+    "coerce_value",
+    "decode_form",
+    "lua_tonumber",
+]
 
 
 def coerce_value(value: Any, field: Field | None) -> Any:
