@@ -96,7 +96,9 @@ def test_proxy_ports_follow_env() -> None:
     published = port_mappings(load_compose({"KONG_PROXY_PORT": "9000", "KONG_PROXY_SSL_PORT": "9443"})["services"]["kong"])
     assert {(h, t) for _ip, h, t in published} == {("9000", "8000"), ("9443", "8443")}
     default = port_mappings(load_compose({})["services"]["kong"])
-    assert {(h, t) for _ip, h, t in default} == {("8000", "8000"), ("8443", "8443")}
+    assert set(default) == {("0.0.0.0", "8000", "8000"), ("0.0.0.0", "8443", "8443")}
+    local = port_mappings(load_compose({"SERVEGATE_PUBLISH_ADDRESS": "127.0.0.1"})["services"]["kong"])
+    assert {ip for ip, _h, _t in local} == {"127.0.0.1"}
 
 
 def test_postgres_password_comes_from_secret_file(stack: dict[str, Any], services: dict[str, Any]) -> None:
@@ -154,6 +156,9 @@ def test_commands(services: dict[str, Any]) -> None:
 def test_same_image_for_every_servegate_service(services: dict[str, Any]) -> None:
     images = {services[n]["image"] for n in ("kong-migrations", "kong", "kong-setup")}
     assert images == {"servegate:local"}
+    # One service builds the shared image: with `build:` on each, Compose builds it once per service.
+    assert [n for n, svc in services.items() if "build" in svc] == ["kong"]
+    assert services["kong"]["build"] == {"context": ".", "dockerfile": "Dockerfile"}
     assert load_compose({"SERVEGATE_IMAGE": "servegate:0.1.0"})["services"]["kong"]["image"] == "servegate:0.1.0"
 
 
