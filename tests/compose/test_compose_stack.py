@@ -159,6 +159,8 @@ def test_same_image_for_every_servegate_service(services: dict[str, Any]) -> Non
     # One service builds the shared image: with `build:` on each, Compose builds it once per service.
     assert [n for n, svc in services.items() if "build" in svc] == ["kong"]
     assert services["kong"]["build"] == {"context": ".", "dockerfile": "Dockerfile"}
+    # The image is this repository's: Compose must not try a registry first (noisy errors on every first `up`).
+    assert {services[n]["pull_policy"] for n in ("kong-migrations", "kong", "kong-setup")} == {"never"}
     assert load_compose({"SERVEGATE_IMAGE": "servegate:0.1.0"})["services"]["kong"]["image"] == "servegate:0.1.0"
 
 

@@ -249,8 +249,10 @@ def test_postgres_password_changed_before_first_start(
                         sglang_port=sglang, log=project.logs, proxy_port=ports["proxy"], ssl_port=ports["ssl"])
     try:
         with timed("password project: docker compose up -d (builds its image from cache), until kong-setup exited"):
-            project.sh("docker compose up -d", timeout=1200)
+            up = project.sh("docker compose up -d", timeout=1200)
             row = project.wait_exited("kong-setup")
+        # The image is built here, once: Compose does not first try to pull it from a registry.
+        assert "Pulling" not in up.stdout + up.stderr, up.stderr
         assert row["ExitCode"] == 0, project.logs()
         code, body = target.sh('curl -i "http://localhost:8000/admin-api/services?apikey=YOUR_KEY"', status=False)
         assert " 200 " in body.split("\n", 1)[0], body
