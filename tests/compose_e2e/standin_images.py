@@ -110,11 +110,12 @@ def _build(docker: str, s: Standin) -> str:
 
 def ensure_standins(docker: str) -> list[str]:
     """Build (or reuse) both stand-ins, in parallel; returns one line per image saying what was done."""
+    notes: list[str] = []
     todo = [s for s in STANDINS if _image_label(docker, s.tag) not in ("", s.digest())]
     if any(not (CACHE / "rootfs" / f"{s.name}-{s.digest()}.tar").exists() for s in todo):
         if os.geteuid() != 0:
             raise EngineUnavailable("building the stand-in base images needs root (debootstrap)")
         if not shutil.which("debootstrap"):
-            apt_install(["debootstrap"], [])
+            apt_install(["debootstrap"], notes)
     with ThreadPoolExecutor(len(STANDINS)) as pool:
-        return list(pool.map(lambda s: _build(docker, s), STANDINS))
+        return notes + list(pool.map(lambda s: _build(docker, s), STANDINS))
