@@ -119,6 +119,9 @@ def test_healthchecks(services: dict[str, Any]) -> None:
     pg_test = services["postgres"]["healthcheck"]["test"]
     assert pg_test[0] == "CMD-SHELL" and "pg_isready" in pg_test[1]
     assert services["kong"]["healthcheck"]["test"] == ["CMD", "servegate", "health"]
+    # The one-shot jobs run the same image but serve nothing: its HEALTHCHECK would mark them unhealthy.
+    for job in ("kong-migrations", "kong-setup"):
+        assert services[job]["healthcheck"] == {"disable": True}, job
 
 
 def test_depends_on_conditions(services: dict[str, Any]) -> None:

@@ -35,22 +35,18 @@ class Engine:
     docker: str
     compose_version: str
     server_version: str
-    started_pid: int | None  # dockerd started by us (stopped again at the end), or None
+    started: subprocess.Popen[bytes] | None  # dockerd started by us (stopped again at the end), or None
     notes: list[str]
 
     def stop_started_daemon(self) -> None:
-        if self.started_pid is None:
+        if self.started is None or self.started.poll() is not None:
             return
+        self.started.terminate()
         try:
-            os.kill(self.started_pid, 15)
-        except ProcessLookupError:
-            return
-        for _ in range(100):
-            try:
-                os.kill(self.started_pid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.1)
+            self.started.wait(30)
+        except subprocess.TimeoutExpired:
+            self.started.kill()
+            self.started.wait(10)
 
 
 def _run(*cmd: str, timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -73,7 +69,7 @@ def _daemon_up(docker: str) -> str | None:
     return r.stdout.strip() if r.returncode == 0 and r.stdout.strip() else None
 
 
-def _start_dockerd(docker: str) -> tuple[int, str]:
+def _start_dockerd(docker: str) -> tuple[subprocess.Popen[bytes], str]:
     dockerd = shutil.which("dockerd") or "/usr/sbin/dockerd"
     if not os.path.exists(dockerd):
         raise EngineUnavailable("no dockerd binary")
@@ -87,7 +83,7 @@ def _start_dockerd(docker: str) -> tuple[int, str]:
     while time.monotonic() < deadline:
         version = _daemon_up(docker)
         if version:
-            return proc.pid, version
+            return proc, version
         if proc.poll() is not None:
             break
         time.sleep(0.5)
@@ -146,7 +142,7 @@ def ensure_engine() -> Engine:
     server = _daemon_up(docker)
     if server is None:
         started, server = _start_dockerd(docker)
-        notes.append(f"started dockerd (pid {started}); it is stopped again at the end")
+        notes.append(f"started dockerd (pid {started.pid}); it is stopped again at the end")
     else:
         notes.append("using the running Docker engine")
     compose = _compose_version(docker)
@@ -155,4 +151,4 @@ def ensure_engine() -> Engine:
         compose = _compose_version(docker)
         if compose is None:
             raise EngineUnavailable("docker compose still not usable after installing the plugin")
-    return Engine(docker=docker, compose_version=compose, server_version=server, started_pid=started, notes=notes)
+    return Engine(docker=docker, compose_version=compose, server_version=server, started=started, notes=notes)

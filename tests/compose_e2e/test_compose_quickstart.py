@@ -160,6 +160,11 @@ def test_ps_shows_healthy_services_and_finished_jobs(stack: tuple[ComposeProject
         assert service in shown
     for job in ("kong-migrations", "kong-setup"):
         assert rows[job]["State"] == "exited" and rows[job]["ExitCode"] == 0, rows[job]
+        # No health state on a one-shot job (the image's HEALTHCHECK probes a gateway it does not run).
+        health = subprocess.run([project.docker, "inspect", "--format",
+                                 "{{if .State.Health}}{{.State.Health.Status}}{{end}}", rows[job]["ID"]],
+                                capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+        assert health == "", f"{job}: {health}"
 
 
 def test_logs_kong_setup_show_setup_output(stack: tuple[ComposeProject, SeedTarget]) -> None:
