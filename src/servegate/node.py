@@ -275,7 +275,7 @@ async def run_worker(settings: Settings, *, with_admin: bool, reread: Reread | N
     from servegate.plugins import load_all
     from servegate.snapshot import SnapshotHolder, load_snapshot
 
-    load_all()  # plugin handlers must be registered before the first snapshot indexes plugin rows
+    load_all(settings.plugins)  # handlers must be registered before the first snapshot indexes plugin rows
     configure_shared(settings, worker_id)
     signals = _signals()
     store = await open_ready_store(settings)
@@ -430,6 +430,7 @@ def start(settings: Settings, reread: Reread | None = None) -> int:
     """
     from servegate.listeners import Holds, ListenError
     from servegate.pidfile import AlreadyRunning, PidFile
+    from servegate.plugins import PluginLoadError, load_all
 
     setup_logging(settings.log_level)
     lock = PidFile(settings.prefix)
@@ -444,6 +445,7 @@ def start(settings: Settings, reread: Reread | None = None) -> int:
     try:
         # Until the event loop handles it, a reload request must not kill a starting node or worker.
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        load_all(settings.plugins)  # before the fork: a plugin that cannot load stops start-up once
         # Bootstrap or refuse before forking, so a pending migration is reported once and nothing starts.
         asyncio.run(_check_database(settings))
         holds.claim(settings)
@@ -468,7 +470,7 @@ def start(settings: Settings, reread: Reread | None = None) -> int:
         except BaseException:
             stop_children(children)
             raise
-    except (StartupError, ListenError) as e:
+    except (StartupError, ListenError, PluginLoadError) as e:
         return _error(str(e))
     finally:
         holds.close()

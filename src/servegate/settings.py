@@ -8,6 +8,7 @@ that names the setting; `servegate start` prints that line and exits.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -125,6 +126,36 @@ def _str(value: str) -> str:
     return value
 
 
+_PLUGIN_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
+
+
+def _parse_plugins(value: str) -> tuple[str, ...]:
+    """Kong's `plugins`: `bundled`, `off`, plugin names (see docs/configuration.md, "Plugins")."""
+    names = tuple(dict.fromkeys(_parse_list(value)))
+    if not names:
+        raise ValueError("expected `bundled`, `off` or plugin names")
+    if "off" in names and len(names) > 1:
+        raise ValueError("`off` cannot be combined with other entries")
+    for n in names:
+        if not _PLUGIN_NAME.match(n):
+            raise ValueError(f"'{n}' is not a plugin name (lower-case letters, digits, - and _)")
+    return names
+
+
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024 * 1024, "g": 1024 * 1024 * 1024}
+
+
+def _parse_size(value: str) -> int:
+    """nginx sizes: bytes, or a number with k or m (g) suffix."""
+    m = re.fullmatch(r"\s*(\d+)\s*([kmg]?)\s*", value.lower())
+    if m is None:
+        raise ValueError("expected a size: bytes, or a number with k, m or g")
+    n = int(m.group(1)) * _SIZE_UNITS[m.group(2)]
+    if n < 1:
+        raise ValueError("must be at least 1 byte")
+    return n
+
+
 def _opt_str(value: str) -> str | None:
     return value or None
 
@@ -167,6 +198,10 @@ SPEC: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "graceful_timeout": ("30", _parse_float, "Seconds in-flight requests get to finish on SIGTERM."),
     "admin_api_key": ("", _str, "Admin key used by `servegate setup` (KONG_ADMIN_API_KEY works too)."),
     "admin_gui_url": ("", _parse_urls, "URLs (comma-separated) of browser UIs allowed to call the Admin API (CORS)."),
+    "plugins": ("bundled", _parse_plugins,
+                "Plugins loaded: `bundled` and/or plugin names, comma-separated; `off` = none (see Plugins)."),
+    "client_body_buffer_size": ("16m", _parse_size,
+                                "Largest request body a plugin may read; beyond it the request gets a 413."),
 }
 
 # kong.conf names that mean the same thing here.
@@ -206,6 +241,8 @@ class Settings:
     graceful_timeout: float
     admin_api_key: str
     admin_gui_url: list[str]
+    plugins: tuple[str, ...]
+    client_body_buffer_size: int
     status_listen: list[Listen] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 

@@ -239,12 +239,13 @@ async def test_offsets_with_values_no_id_can_have_are_invalid(admin: Admin, pk: 
     ("path", "body", "field"),
     [("/consumers/ab%FF", {}, "username"), ("/services/ab%FF", {"host": "h"}, "name")],
 )
-async def test_put_with_a_key_that_is_not_utf8_is_a_schema_violation(
+async def test_put_with_a_key_that_is_not_utf8_is_an_invalid_unique_key(
     admin: Admin, path: str, body: dict[str, Any], field: str
 ) -> None:
+    # As Kong's upsert by endpoint key: the key is checked as a unique value before the entity (code 10).
     message = "invalid utf-8 character sequence detected at position 3"
     r = await admin.request("PUT", path, json=body)
-    assert (r.status, r.json) == (400, violation({field: message}, f"schema violation ({field}: {message})"))
+    assert (r.status, r.json) == (400, {"code": 10, "name": f"invalid unique {field}", "message": message})
     assert await admin.ok("GET", path, 404) == {"message": "Not found"}
 
 

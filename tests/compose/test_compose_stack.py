@@ -96,7 +96,9 @@ def test_proxy_ports_follow_env() -> None:
     published = port_mappings(load_compose({"KONG_PROXY_PORT": "9000", "KONG_PROXY_SSL_PORT": "9443"})["services"]["kong"])
     assert {(h, t) for _ip, h, t in published} == {("9000", "8000"), ("9443", "8443")}
     default = port_mappings(load_compose({})["services"]["kong"])
-    assert {(h, t) for _ip, h, t in default} == {("8000", "8000"), ("8443", "8443")}
+    assert set(default) == {("0.0.0.0", "8000", "8000"), ("0.0.0.0", "8443", "8443")}
+    local = port_mappings(load_compose({"SERVEGATE_PUBLISH_ADDRESS": "127.0.0.1"})["services"]["kong"])
+    assert {ip for ip, _h, _t in local} == {"127.0.0.1"}
 
 
 def test_postgres_password_comes_from_secret_file(stack: dict[str, Any], services: dict[str, Any]) -> None:
@@ -117,6 +119,9 @@ def test_healthchecks(services: dict[str, Any]) -> None:
     pg_test = services["postgres"]["healthcheck"]["test"]
     assert pg_test[0] == "CMD-SHELL" and "pg_isready" in pg_test[1]
     assert services["kong"]["healthcheck"]["test"] == ["CMD", "servegate", "health"]
+    # The one-shot jobs run the same image but serve nothing: its HEALTHCHECK would mark them unhealthy.
+    for job in ("kong-migrations", "kong-setup"):
+        assert services[job]["healthcheck"] == {"disable": True}, job
 
 
 def test_depends_on_conditions(services: dict[str, Any]) -> None:
@@ -154,6 +159,11 @@ def test_commands(services: dict[str, Any]) -> None:
 def test_same_image_for_every_servegate_service(services: dict[str, Any]) -> None:
     images = {services[n]["image"] for n in ("kong-migrations", "kong", "kong-setup")}
     assert images == {"servegate:local"}
+    # One service builds the shared image: with `build:` on each, Compose builds it once per service.
+    assert [n for n, svc in services.items() if "build" in svc] == ["kong"]
+    assert services["kong"]["build"] == {"context": ".", "dockerfile": "Dockerfile"}
+    # The image is this repository's: Compose must not try a registry first (noisy errors on every first `up`).
+    assert {services[n]["pull_policy"] for n in ("kong-migrations", "kong", "kong-setup")} == {"never"}
     assert load_compose({"SERVEGATE_IMAGE": "servegate:0.1.0"})["services"]["kong"]["image"] == "servegate:0.1.0"
 
 

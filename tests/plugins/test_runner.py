@@ -193,3 +193,38 @@ async def test_exit_stops_the_phase() -> None:
     e = await run_access(idx.plan(ROUTE, SERVICE), c)
     assert e is not None and e.status == 403 and e.message == "Forbidden"
     assert c.shared is None
+
+
+class Upper(Probe):
+    """A body_filter (sync): upper-cases each chunk, appends a tail at end of stream."""
+
+    name = "upper"
+    PRIORITY = 5
+
+    def body_filter(self, ctx: Context, conf: Any, chunk: bytes, eof: bool) -> bytes | None:  # type: ignore[override]
+        return b"<eof>" if eof else chunk.upper()
+
+
+async def test_body_filters_only_in_plans_that_have_one() -> None:
+    from servegate.plugins.runner import run_body_filters
+
+    handlers = {**HANDLERS, "upper": Upper()}
+    plain = PluginIndex([row("probe", "P"), row("late", "L")], handlers=handlers).plan(ROUTE, SERVICE)
+    assert plain is not None and not plain.has_body_filter
+    c = ctx()
+    await run_access(plain, c)
+    assert plain.body_filters(c) is None  # the proxy relays the body untouched
+    plan = PluginIndex([row("probe", "P"), row("upper", "U")], handlers=handlers).plan(ROUTE, SERVICE)
+    assert plan is not None and plan.has_body_filter
+    c = ctx()
+    await run_access(plan, c)
+    filters = plan.body_filters(c)
+    assert filters is not None and [h.name for h, _ in filters] == ["upper"]
+    assert run_body_filters(c, filters, b"abc", False) == b"ABC"
+    assert run_body_filters(c, filters, b"", True) == b"<eof>"
+    # access-only plugins (key-auth, rate-limiting) collect nothing for the later phases
+    only_access = PluginIndex([row("probe", "P")], handlers=handlers).plan(ROUTE, SERVICE)
+    assert only_access is not None and not only_access.has_later and not only_access.has_body_filter
+    c = ctx()
+    await run_access(only_access, c)
+    assert c.collected is None

@@ -16,6 +16,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from servegate.node import setup_logging
+from servegate.plugins import load_all
 from servegate.proxy.server import ProxyServer
 from servegate.settings import load_settings
 
@@ -33,6 +34,7 @@ async def main(path: str) -> None:
     for module in conf.get("imports", []):  # extra plugins written for a test
         importlib.import_module(module)
     settings = load_settings(env=env, conf_path=None)
+    load_all(settings.plugins)  # as `servegate start` does: only the plugins the setting names
     setup_logging(settings.log_level)  # as `servegate start` does: the error log goes to stdout
     holder = SimpleNamespace(current=build(conf.get("rows", {})))
     proxy = ProxyServer(settings, holder)

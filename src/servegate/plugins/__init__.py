@@ -1,25 +1,42 @@
-"""Bundled plugins: handler registry and loading.
+"""Plugins: handler registry and loading.
 
-`load_all()` imports every bundled plugin module; each module calls `register(PluginClass)`,
-which records the handler here, its config schema in `servegate.schema.plugins`, its own entities
-(`daos`) in `servegate.schema.entities` and its migrations (`migrations`) in `servegate.store.migrations`.
+`load_all(entries)` imports the plugin modules the `plugins` setting names (default: every bundled one);
+each module calls `register(PluginClass)`, which records the handler here, its config schema in
+`servegate.schema.plugins`, its own entities (`daos`) in `servegate.schema.entities` and its migrations
+(`migrations`) in `servegate.store.migrations`. Only registered plugins are enabled.
+
+How an entry of the `plugins` setting is resolved (docs/configuration.md, "Plugins"):
+- `bundled`: every bundled plugin; `off` (alone): none;
+- the name of a bundled plugin (`key-auth`): that one;
+- any other name `my-plugin`: the module named by the entry point `my-plugin` in the group
+  `servegate.plugins` of an installed distribution, else the module `servegate_plugin_my_plugin`.
+The module must register a plugin of that name.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
+from collections.abc import Sequence
 from typing import Any
 
 from servegate.plugins.base import Context, Exit, Lookups, Plugin
 
-__all__ = ["Context", "Exit", "Lookups", "Plugin", "BUNDLED", "configure", "get_handler", "handlers", "load_all",
-           "prepare_node", "register"]
+__all__ = ["Context", "Exit", "Lookups", "Plugin", "BUNDLED", "PluginLoadError", "configure", "get_handler",
+           "handlers", "load_all", "prepare_node", "register"]
 
 # Module names of the bundled plugins, in no particular order (the runner orders by PRIORITY).
 BUNDLED: tuple[str, ...] = ("key_auth", "rate_limiting")
 
+ENTRY_POINT_GROUP = "servegate.plugins"
+MODULE_PREFIX = "servegate_plugin_"
+
 _HANDLERS: dict[str, Plugin] = {}
 _loaded = False
+
+
+class PluginLoadError(Exception):
+    """A plugin named in the `plugins` setting cannot be loaded (start-up stops with this one line)."""
 
 
 def _register_schema(cls: type[Plugin]) -> None:
@@ -58,14 +75,42 @@ def register(cls: type[Plugin]) -> type[Plugin]:
     return cls
 
 
-def load_all() -> dict[str, Plugin]:
-    """Import every bundled plugin (registering handlers and schemas); returns the handlers."""
+def load_all(entries: Sequence[str] | None = None) -> dict[str, Plugin]:
+    """Import the plugins `entries` name (the `plugins` setting; None: `bundled`) once per process, and
+    register them; returns the handlers. Raises PluginLoadError naming the entry that failed."""
     global _loaded
     if not _loaded:
-        for mod in BUNDLED:
-            importlib.import_module(f"servegate.plugins.{mod}")
+        for entry in ("bundled",) if entries is None else entries:
+            _load_entry(entry)
         _loaded = True
     return dict(_HANDLERS)
+
+
+def _load_entry(entry: str) -> None:
+    if entry == "off":
+        return
+    if entry == "bundled":
+        for mod in BUNDLED:
+            importlib.import_module(f"servegate.plugins.{mod}")
+        return
+    bundled = entry.replace("-", "_")
+    if bundled in BUNDLED:
+        importlib.import_module(f"servegate.plugins.{bundled}")
+        return
+    module = module_for(entry)
+    try:
+        importlib.import_module(module)
+    except Exception as e:  # whatever the plugin's import raises, start-up reports it in one line
+        raise PluginLoadError(f"plugin '{entry}': cannot import module {module}: {type(e).__name__}: {e}") from None
+    if entry not in _HANDLERS:
+        raise PluginLoadError(f"plugin '{entry}': module {module} registered no plugin named '{entry}'")
+
+
+def module_for(name: str) -> str:
+    """The module a custom plugin name loads: its `servegate.plugins` entry point, else the naming rule."""
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP, name=name):
+        return ep.module
+    return MODULE_PREFIX + name.replace("-", "_")
 
 
 def configure(settings: Any) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, NoReturn
 from urllib.parse import quote, unquote_plus
 
+import orjson
 from mypy_extensions import mypyc_attr
 
 from servegate.schema.fields import Field
@@ -36,6 +37,8 @@ DEFAULT_MESSAGES: dict[int, str] = {
 
 QueryValue = str | bool | list[str | bool]
 HookResult = Awaitable[None] | None
+# Context._json before json_body() has parsed the body.
+_UNPARSED: Any = object()
 
 
 class Exit(Exception):  # noqa: N818 - a control-flow signal, not an error
@@ -68,6 +71,9 @@ class Context:
     upstream_query (encoded query string replacing the client's, or None), upstream_body,
     response_headers (added to the downstream response, proxied or Kong-generated).
     Response side (header_filter/log phases): response_status, downstream_headers.
+    Upstream choice (access): set_target(host, port), set_scheme(scheme), set_path(path), set_upstream(name);
+    read by the proxy as upstream_target, upstream_scheme, upstream_path.
+    Log phase: request_size, response_size (bytes), latencies (Kong's: request, proxy, kong; ms).
     """
 
     __slots__ = (
@@ -75,7 +81,8 @@ class Context:
         "request_id", "consumer", "credential",
         "upstream_headers", "upstream_query", "upstream_body", "response_headers",
         "response_status", "downstream_headers", "shared", "collected", "upstream_preset",
-        "_query", "_body", "_read_body",
+        "upstream_target", "upstream_scheme", "upstream_path", "request_size", "response_size", "latencies",
+        "_query", "_body", "_read_body", "_json",
     )
 
     def __init__(
@@ -117,6 +124,15 @@ class Context:
         self.shared: dict[str, Any] | None = None
         # (handler, conf) pairs the plan collected in access for header_filter/log.
         self.collected: list[tuple[Plugin, Any]] | None = None
+        # Upstream choice made in access (None: the service's).
+        self.upstream_target: tuple[str, int] | None = None
+        self.upstream_scheme: str | None = None
+        self.upstream_path: str | None = None
+        # Filled for the log phase only.
+        self.request_size = 0
+        self.response_size = 0
+        self.latencies: dict[str, int] | None = None
+        self._json: Any = _UNPARSED
         self._query: dict[str, QueryValue] | None = None
         self._body = body
         self._read_body = read_body
@@ -141,6 +157,48 @@ class Context:
         if self._body is None:
             self._body = await self._read_body() if self._read_body is not None else b""
         return self._body
+
+    async def json_body(self) -> Any:
+        """The request body parsed as JSON (orjson), once per request; None when it is empty or not JSON.
+        Like body(), a body over client_body_buffer_size ends the request with a 413."""
+        j = self._json
+        if j is _UNPARSED:
+            raw = await self.body()
+            try:
+                j = orjson.loads(raw) if raw else None
+            except orjson.JSONDecodeError:
+                j = None
+            self._json = j
+        return j
+
+    # -- upstream choice (kong.service) ----------------------------------------------------------
+    def set_target(self, host: str, port: int) -> None:
+        """kong.service.set_target: send this request to host:port instead of the service's. Like Kong, the
+        Host header becomes `host` (no port), whatever the route's preserve_host."""
+        if not isinstance(host, str) or not host:
+            raise TypeError("host must be a string")
+        if isinstance(port, bool) or not isinstance(port, int):
+            raise TypeError("port must be an integer")
+        if not 0 <= port <= 65535:
+            raise ValueError(f"port must be an integer between 0 and 65535: given {port}")
+        self.upstream_target = (host, port)
+
+    def set_scheme(self, scheme: str) -> None:
+        """kong.service.request.set_scheme: `http` or `https` to the upstream."""
+        if scheme not in ("http", "https"):
+            raise ValueError("invalid scheme: " + str(scheme))
+        self.upstream_scheme = scheme
+
+    def set_path(self, path: str) -> None:
+        """kong.service.request.set_path: the upstream path (no query), replacing the route/service join."""
+        if not isinstance(path, str) or not path.startswith("/") or "?" in path:
+            raise ValueError("path must start with / and hold no query")
+        self.upstream_path = path
+
+    def set_upstream(self, name: str) -> str | None:
+        """kong.service.set_upstream. There are no Upstream entities yet: this is where a balancer will be
+        chosen by name; today every name is unknown and Kong's error message is returned (None = done)."""
+        return f"could not find an Upstream named '{name}'"
 
     # -- upstream request changes ----------------------------------------------------------------
     def set_upstream_header(self, name: str, value: str) -> None:
@@ -264,7 +322,9 @@ class Plugin:
     """A bundled plugin: a name, a PRIORITY, a config schema and phase hooks.
 
     Subclasses define any of `access(ctx, conf)`, `header_filter(ctx, conf)`, `log(ctx, conf)`;
-    each returns None or an awaitable. `compile(row, lookups)` turns a stored plugin row into
+    each returns None or an awaitable. `body_filter(ctx, conf, chunk, eof)` is synchronous and returns
+    None (pass `chunk` on) or the bytes to send instead (b"" drops it); it is called once more with
+    eof=True and chunk=b"" after the last chunk. `compile(row, lookups)` turns a stored plugin row into
     the `conf` object the hooks receive; it runs once per snapshot, never per request.
     """
 
@@ -290,6 +350,7 @@ class Plugin:
     access: ClassVar[Callable[..., HookResult] | None] = None
     header_filter: ClassVar[Callable[..., HookResult] | None] = None
     log: ClassVar[Callable[..., HookResult] | None] = None
+    body_filter: ClassVar[Callable[..., bytes | None] | None] = None
     # Node hooks (servegate.plugins.node): `init_worker(worker)` once per worker process after its loop starts,
     # `shutdown_worker(worker)` before it exits.
     init_worker: ClassVar[Callable[..., HookResult] | None] = None

@@ -68,18 +68,20 @@ class _Slot:
     def __init__(self, base: Bound | None, by_consumer: dict[str, Bound] | None, later: bool) -> None:
         self.base = base
         self.by_consumer = by_consumer
-        # The handler has a header_filter or log hook: remember it for the later phases.
+        # The handler has a header_filter, body_filter or log hook: remember it for the later phases.
         self.later = later
 
 
 class Plan:
     """The phases for one (route, service). Hooks run inline; awaited only when one returns an awaitable."""
 
-    __slots__ = ("slots", "has_later")
+    __slots__ = ("slots", "has_later", "has_body_filter")
 
-    def __init__(self, slots: list[_Slot]) -> None:
+    def __init__(self, slots: list[_Slot], has_body_filter: bool = False) -> None:
         self.slots = slots
         self.has_later = any(s.later for s in slots)
+        # Some plugin of this plan has a body_filter hook: only then does the proxy de-frame the body.
+        self.has_body_filter = has_body_filter
 
     @staticmethod
     def _resolve(slot: _Slot, ctx: Context) -> Bound | None:
@@ -130,10 +132,29 @@ class Plan:
             ctx.response_status = status
         return _run_phase(ctx, ctx.collected, "header_filter", 0)
 
+    def body_filters(self, ctx: Context) -> list[tuple[Plugin, Any]] | None:
+        """The (handler, conf) pairs whose body_filter runs on this response (None: the body is relayed
+        untouched)."""
+        if not self.has_body_filter or ctx.collected is None:
+            return None
+        return [(h, c) for h, c in ctx.collected if h.body_filter is not None] or None
+
     def log(self, ctx: Context) -> Awaitable[None] | None:
         if ctx.collected is None:
             return None
         return _run_phase(ctx, ctx.collected, "log", 0)
+
+
+def run_body_filters(ctx: Context, filters: list[tuple[Plugin, Any]], chunk: bytes, eof: bool) -> bytes:
+    """One body chunk (or end of stream, chunk b"") through every body_filter in order: each sees what the
+    previous one emitted."""
+    for handler, conf in filters:
+        hook = handler.body_filter
+        if hook is not None:
+            out = hook(ctx, conf, chunk, eof)
+            if out is not None:
+                chunk = out
+    return chunk
 
 
 def _run_phase(ctx: Context, items: list[tuple[Plugin, Any]], phase: str, start: int) -> Awaitable[None] | None:
@@ -216,6 +237,7 @@ class PluginIndex:
 
     def _build(self, route_id: str | None, service_id: str | None) -> Plan | None:
         chosen: list[tuple[int, str, _Slot]] = []
+        body_filter = False
         for name, instances in self._by_name.items():
             best: tuple[int, Bound] | None = None
             consumers: dict[str, tuple[int, Bound]] = {}
@@ -242,10 +264,12 @@ class PluginIndex:
             slot = _Slot(
                 best[1] if best is not None else None,
                 {c: b for c, (_, b) in consumers.items()} or None,
-                h.header_filter is not None or h.log is not None,
+                h.header_filter is not None or h.log is not None or h.body_filter is not None,
             )
+            if h.body_filter is not None:
+                body_filter = True
             chosen.append((-self._priority[name], name, slot))
         if not chosen:
             return None
         chosen.sort(key=lambda t: (t[0], t[1]))
-        return Plan([slot for _, _, slot in chosen])
+        return Plan([slot for _, _, slot in chosen], body_filter)

@@ -123,8 +123,10 @@ class ClientProtocol(asyncio.Protocol):
     def resume_writing(self) -> None:
         self.write_paused = False
         if self.queue:
-            up = self.queue[0].up
-            if up is not None:
+            ex = self.queue[0]
+            up = ex.up
+            # While an async header_filter holds the head, the upstream stays paused (head_ready resumes it).
+            if up is not None and not ex.head_wait:
                 up.transport.resume_reading()
 
     def pause_reading_for(self, bit: int) -> None:

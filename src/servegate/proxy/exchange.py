@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from servegate.proxy.client import ClientProtocol
 
 REPLAY_LIMIT: Final = 64 * 1024
-MAX_PLUGIN_BODY: Final = 16 * 1024 * 1024
 # A request answered before its body was read keeps its connection if at most this much body is left to drop.
 DISCARD_LIMIT: Final = 1024 * 1024
 PENDING_LIMIT: Final = 64 * 1024
@@ -56,7 +55,7 @@ class Exchange:
         "status", "bytes_sent", "decode_body", "close_after", "is_head", "plan", "ctx", "host",
         "te_trailers", "close_delimited", "resp_started", "replay_size", "norm_path", "body_copy",
         "body_waiter", "body_override", "corked", "client_ip", "bad_status", "prep", "has_connection",
-        "raw_path", "clen",
+        "raw_path", "clen", "bfilters", "head_wait", "req_body_size",
     )
 
     def __init__(self, conn: ClientProtocol, method: bytes, url: bytes, headers: list[tuple[bytes, bytes, bytes]],
@@ -150,6 +149,12 @@ class Exchange:
         self.body_override: bytes | None = None
         # While the client's read is still being parsed, upstream writes are collected and sent as one.
         self.corked = False
+        # The body_filter hooks run on this response (None: the body is relayed as framed, untouched).
+        self.bfilters: list[Any] | None = None
+        # An async header_filter is running: the response head is held until it is done.
+        self.head_wait = False
+        # Bytes of a chunked request body (a Content-Length body's size is its header): the log phase's size.
+        self.req_body_size = 0
 
     # -- start: route, plugins ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -224,18 +229,22 @@ class Exchange:
         self.finish()
 
     def proceed(self, set_headers: list[tuple[bytes, bytes]] | None = None,
-                drop: frozenset[bytes] | None = None, query: bytes | None = None) -> None:
-        """Build the upstream request head and open (or reuse) an upstream connection."""
+                drop: frozenset[bytes] | None = None, query: bytes | None = None,
+                dest: tuple[tuple[str, int, bool], bytes, bytes] | None = None) -> None:
+        """Build the upstream request head and open (or reuse) an upstream connection.
+
+        `dest`: (upstream key, Host, target path) a plugin chose instead of the route and service's."""
         if self.state == DONE:
             return
         conn = self.conn
         prep = self.prep
-        self.key = prep.key
-        if prep.preserve_host and self.host is not None:
-            host = self.host
+        if dest is None:
+            self.key = prep.key
+            host = self.host if prep.preserve_host and self.host is not None else prep.host
+            target = prep.target
         else:
-            host = prep.host
-        target = prep.target + (self.query if query is None else query)
+            self.key, host, target = dest
+        target = target + (self.query if query is None else query)
         if self.chunked:
             framing = b"Transfer-Encoding: chunked\r\n"
         elif self.has_body:
@@ -357,10 +366,10 @@ class Exchange:
         copy = self.body_copy
         if copy is not None:
             copy.append(data)
-            if self.body_waiter is not None and sum(map(len, copy)) > MAX_PLUGIN_BODY:
-                self.fail(413)
+            if self.body_waiter is not None and phases.body_over_cap(self, copy):
                 return
         if self.chunked:
+            self.req_body_size += len(data)
             data = b"%x\r\n%b\r\n" % (len(data), data)
         replay = self.replay
         if replay is not None:
@@ -406,8 +415,9 @@ class Exchange:
             self.pending.append(data)
 
     # -- response ------------------------------------------------------------------------------------------
-    def response_head(self, up: UpstreamProtocol, status: int) -> bytes:
-        """The downstream response head for the upstream's (final) response head."""
+    def response_head(self, up: UpstreamProtocol, status: int) -> bytes | None:
+        """The downstream response head for the upstream's (final) response head; None while an async
+        header_filter runs (the upstream protocol then holds the rest until `head_ready`)."""
         self.state = STREAMING
         self.resp_started = True
         # No retry once the response has started: the replay copy and the request head are not needed any
@@ -415,19 +425,23 @@ class Exchange:
         self.replay = None
         self.head = b""
         self.status = status
-        now = self.t_head = monotonic()
+        self.t_head = monotonic()
         # HTTP/1.0 clients cannot take chunked framing: relay the decoded body and close at the end.
         self.decode_body = self.http_minor == 0 and any(n.lower() == b"transfer-encoding" for n, _ in up.headers)
         if self.decode_body or self.http_minor == 0 and not self.keep_alive:
             self.close_after = True
-        extra = None
         if self.plan is not None:
-            extra = phases.run_header_filter(self, up)
+            return phases.response_head(self, up)
+        return self.render_head(up, up.headers, None, False)
+
+    def render_head(self, up: UpstreamProtocol, headers: list[tuple[bytes, bytes]], extra: bytes | None,
+                    reframe: bool) -> bytes:
+        now = self.t_head
         head, self.close_delimited = downstream_head(
-            status, up.reason, up.headers, request_id=self.request_id,
+            self.status, up.reason, headers, request_id=self.request_id,
             upstream_ms=int((now - self.t_connect) * 1000), proxy_ms=int((self.t_connect - self.t_start) * 1000),
             keep_alive=self.keep_alive and not self.close_after, client_te_trailers=self.te_trailers,
-            strip_chunked=self.decode_body, extra=extra,
+            strip_chunked=self.decode_body, extra=extra, reframe=reframe,
         )
         if self.close_delimited:
             self.close_after = True
@@ -439,7 +453,24 @@ class Exchange:
         if t is not None:
             t.write(data)
 
+    def filter_body(self, data: bytes) -> None:
+        """One de-framed response body chunk through the body_filter hooks, re-framed for the client."""
+        out = phases.body_chunk(self, data, False)
+        if out:
+            self.client_write(b"%x\r\n%b\r\n" % (len(out), out) if self.http_minor else out)
+
+    def filter_eof(self) -> None:
+        """End of the response body: the hooks' last chunk, then the chunked terminator."""
+        out = phases.body_chunk(self, b"", True)
+        self.bfilters = None
+        if self.http_minor:
+            self.client_write(b"%x\r\n%b\r\n0\r\n\r\n" % (len(out), out) if out else _LAST_CHUNK)
+        elif out:
+            self.client_write(out)
+
     def response_complete(self, up: UpstreamProtocol, reusable: bool = True) -> None:
+        if self.bfilters is not None:
+            self.filter_eof()
         self.up = None
         up.exchange = None
         if reusable and self.req_done and up.keep_alive and not self.is_head:
@@ -453,7 +484,11 @@ class Exchange:
         if self.state == DONE:
             return
         self.up = None
-        if not up.head_done:
+        if not up.head_done or self.head_wait:
+            if self.head_wait:
+                errorlog.upstream(self, _ERROR, _lost(exc), _READING_HEAD, exc)
+                self.fail(502)
+                return
             if not up.got_bytes and self.replay is not None:
                 if up.reused:
                     # A pooled connection the upstream had already closed: replay for free on a fresh one.
@@ -473,6 +508,8 @@ class Exchange:
             return
         if self.close_delimited:
             self.close_after = True
+            if self.bfilters is not None:
+                self.filter_eof()
             self.finish()
             return
         errorlog.upstream(self, _ERROR, _lost(exc), _READING, exc, f" ({self.bytes_sent} bytes sent to the client)")

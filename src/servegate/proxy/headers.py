@@ -168,10 +168,13 @@ def downstream_head(
     client_te_trailers: bool,
     strip_chunked: bool,
     extra: bytes | None = None,
+    reframe: bool = False,
 ) -> tuple[bytes, bool]:
     """The response head for the client; also says whether the upstream body is close-delimited.
 
-    `extra`: header lines to add, already rendered (plugins' response headers)."""
+    `extra`: header lines to add, already rendered (plugins' response headers). `reframe`: a body_filter
+    changes the body, so the upstream's Content-Length and Transfer-Encoding are dropped (the caller's `extra`
+    says how the body is framed now)."""
     out = [b"HTTP/1.1 %d %s\r\n" % (status, reason or b"OK")]
     listed: frozenset[bytes] = frozenset()
     via = None
@@ -195,10 +198,12 @@ def downstream_head(
             continue
         if lname == b"transfer-encoding":
             framed = True
-            if strip_chunked:
+            if strip_chunked or reframe:
                 continue
         elif lname == b"content-length":
             framed = True
+            if reframe:
+                continue
         else:  # server
             has_server = True
         out += (name, b": ", value, b"\r\n")

@@ -8,19 +8,23 @@ the request onto one task, otherwise everything stays inline. What the hooks rec
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any
+from time import monotonic
+from typing import TYPE_CHECKING, Any, Final
 
 from servegate.plugins.base import Context, Exit
+from servegate.plugins.runner import run_body_filters
 from servegate.proxy.errorlog import log_exception
 from servegate.proxy.headers import REQ_SKIP, HeaderView
-from servegate.proxy.states import ACCESS
+from servegate.proxy.paths import escape
+from servegate.proxy.resp_headers import ResponseHeaders
+from servegate.proxy.states import ACCESS, DONE
 
 if TYPE_CHECKING:
     from servegate.proxy.exchange import Exchange
     from servegate.proxy.upstream import UpstreamProtocol
 
-# Largest request body a plugin may ask to read (key_in_body); beyond it the request gets a 413.
-MAX_PLUGIN_BODY = 16 * 1024 * 1024
+# Kong's request-size-limiting answer, for a body a plugin reads that is over client_body_buffer_size.
+TOO_LARGE: Final = "Request size limit exceeded"
 
 
 def run_access(ex: Exchange, plan: Any) -> bool:
@@ -104,8 +108,28 @@ def _continue(ex: Exchange, ctx: Context) -> None:
         ex.chunked = False
         ex.has_body = True
         ex.body_override = str(len(body)).encode()
+    dest = None
+    if ctx.upstream_target is not None or ctx.upstream_scheme is not None or ctx.upstream_path is not None:
+        dest = _destination(ex, ctx)
     ex.body_copy = None
-    ex.proceed(set_headers, drop, query)
+    ex.proceed(set_headers, drop, query, dest)
+
+
+def _destination(ex: Exchange, ctx: Context) -> tuple[tuple[str, int, bool], bytes, bytes]:
+    """(upstream key, Host, target path) after set_target / set_scheme / set_path."""
+    prep = ex.prep
+    host, port, tls = prep.key
+    host_b = ex.host if prep.preserve_host and ex.host is not None else prep.host
+    if ctx.upstream_scheme is not None:
+        tls = ctx.upstream_scheme == "https"
+    if ctx.upstream_target is not None:
+        # Kong's set_target sets upstream_host to the bare host: it wins over preserve_host, no port.
+        host, port = ctx.upstream_target
+        host_b = (f"[{host}]" if ":" in host else host).encode()
+    target = prep.target
+    if ctx.upstream_path is not None:
+        target = escape(ctx.upstream_path).encode("utf-8", "surrogateescape")
+    return (host, port, tls), host_b, target
 
 
 # Plugins set the same upstream headers for the same consumer on every request: keep their bytes.
@@ -135,36 +159,122 @@ def _encode(upstream_headers: dict[str, tuple[str, str | None]]
 
 
 async def read_body(ex: Exchange) -> bytes:
+    """The request body for Context.body(), read only when a plugin asks; Exit(413) beyond the cap."""
+    cap = ex.conn.server.body_cap
+    clen = ex.clen
+    if clen is not None and clen.isdigit() and int(clen) > cap:
+        raise Exit(413, TOO_LARGE)
     if not ex.req_done:
+        copy = ex.body_copy
+        if copy is not None and sum(map(len, copy)) > cap:
+            raise Exit(413, TOO_LARGE)
         fut = ex.conn.server.loop.create_future()
         ex.body_waiter = fut
         ex.conn.resume_reading_for(2)
         await fut
-    return b"".join(ex.body_copy or ())
+    body = b"".join(ex.body_copy or ())
+    if len(body) > cap:
+        raise Exit(413, TOO_LARGE)
+    return body
 
 
-def run_header_filter(ex: Exchange, up: UpstreamProtocol) -> bytes | None:
-    """Run the header_filter phase; the response header lines the plugins added (b"Name: value\r\n"...)."""
+def body_over_cap(ex: Exchange, copy: list[bytes]) -> bool:
+    """While a plugin waits for the body: past the cap, stop copying and end the wait with a 413."""
+    if sum(map(len, copy)) <= ex.conn.server.body_cap:
+        return False
+    waiter = ex.body_waiter
+    ex.body_waiter = None
+    ex.body_copy = None
+    if waiter is not None and not waiter.done():
+        waiter.set_exception(Exit(413, TOO_LARGE))
+    return True
+
+
+# --- response head: header_filter, and whether body_filter hooks re-frame the body -------------------------
+def response_head(ex: Exchange, up: UpstreamProtocol) -> bytes | None:
+    """The downstream head of a request that ran plugins; None while an async header_filter runs (the head
+    is then sent by `_finish_head`)."""
     ctx = ex.ctx
+    headers = up.headers
     if ctx is None:
-        return None
-    if ctx.collected is not None:
+        return ex.render_head(up, headers, None, False)
+    collected = ctx.collected
+    if collected is None:
+        # No plugin has a later-phase hook: nothing reads this Context again, and a long stream should not
+        # keep it (about 1.5 KB with key-auth + rate-limiting).
+        ex.ctx = None
+        return ex.render_head(up, headers, _added(ctx), False)
+    ctx.response_status = ex.status
+    view: ResponseHeaders | None = None
+    if any(h.header_filter is not None for h, _ in collected):
         # Only a plugin with a header_filter hook sees the upstream headers: decode them just then.
-        headers = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in up.headers]
+        view = ResponseHeaders(headers)
         try:
-            pending = ex.plan.header_filter(ctx, headers, ex.status)
-            if pending is not None:
-                ex.conn.server.loop.create_task(_quiet(pending, "header_filter"))
+            pending = ex.plan.header_filter(ctx, view, ex.status)
         except Exception as e:
             log_exception("plugin header_filter phase failed", e)
+            pending = None
+        if pending is not None:
+            ex.head_wait = True
+            ex.resp_started = False
+            ex.conn.server.loop.create_task(_finish_head(ex, up, view, headers, pending))
+            return None
+    return _head_after_filter(ex, up, view, headers)
+
+
+async def _finish_head(ex: Exchange, up: UpstreamProtocol, view: ResponseHeaders,
+                       headers: list[tuple[bytes, bytes]], pending: Awaitable[None]) -> None:
+    try:
+        await pending
+    except Exception as e:
+        log_exception("plugin header_filter phase failed", e)
+    if ex.state == DONE or ex.up is not up:
+        return  # the exchange ended meanwhile (client gone, timeout): it dropped the upstream side
+    ex.head_wait = False
+    ex.resp_started = True
+    up.head_ready(ex, _head_after_filter(ex, up, view, headers))
+
+
+def _head_after_filter(ex: Exchange, up: UpstreamProtocol, view: ResponseHeaders | None,
+                       headers: list[tuple[bytes, bytes]]) -> bytes:
+    ctx = ex.ctx
+    if view is not None and view.changed:
+        headers = view.raw(headers)
+    extra = _added(ctx)
+    reframe = False
+    status = ex.status
+    filters = ex.plan.body_filters(ctx)
+    if filters is not None and not ex.is_head and status >= 200 and status not in (204, 304):
+        # The hooks may change the body's length: it goes chunked (HTTP/1.0: close-delimited).
+        ex.bfilters = filters
+        ex.decode_body = True
+        reframe = True
+        if ex.http_minor:
+            extra = (extra or b"") + b"Transfer-Encoding: chunked\r\n"
+        else:
+            ex.close_after = True
+    return ex.render_head(up, headers, extra, reframe)
+
+
+def _added(ctx: Context) -> bytes | None:
+    """The response header lines plugins added with add_response_header (b"Name: value\r\n"...)."""
     added = ctx.response_headers
-    if ctx.collected is None:
-        # No plugin has a header_filter or log hook: nothing reads this Context again, and a long stream
-        # should not keep it (about 1.5 KB with key-auth + rate-limiting).
-        ex.ctx = None
     if not added:
         return None
     return "".join([f"{n}: {v}\r\n" for n, v in added]).encode("latin-1")
+
+
+def body_chunk(ex: Exchange, chunk: bytes, eof: bool) -> bytes:
+    """`chunk` through the response's body_filter hooks; a failing hook is logged and the chunk passed on."""
+    filters = ex.bfilters
+    ctx = ex.ctx
+    if filters is None or ctx is None:
+        return chunk
+    try:
+        return run_body_filters(ctx, filters, chunk, eof)
+    except Exception as e:
+        log_exception("plugin body_filter phase failed", e)
+        return chunk
 
 
 def response_headers(ex: Exchange) -> list[tuple[str, str]] | None:
@@ -172,17 +282,37 @@ def response_headers(ex: Exchange) -> list[tuple[str, str]] | None:
     return list(ctx.response_headers) if ctx is not None and ctx.response_headers else None
 
 
+# --- log: after the last byte ---------------------------------------------------------------------------------
 def run_log(ex: Exchange) -> None:
     ctx = ex.ctx
     if ctx is None:
         return
     ctx.response_status = ex.status
+    if ctx.collected is not None and any(h.log is not None for h, _ in ctx.collected):
+        _sizes(ex, ctx)
     try:
         pending = ex.plan.log(ctx)
         if pending is not None:
             ex.conn.server.loop.create_task(_quiet(pending, "log"))
     except Exception as e:
         log_exception("plugin log phase failed", e)
+
+
+def _sizes(ex: Exchange, ctx: Context) -> None:
+    """Kong's request.size, response.size and latencies (ms) for the log hooks, computed only for them."""
+    # The request head as received: request line, header lines, blank line.
+    size = len(ex.method) + len(ex.url) + 12 + 2 + sum([len(n) + len(v) + 4 for _, n, v in ex.headers])
+    if ex.chunked:
+        size += ex.req_body_size
+    elif ex.clen is not None and ex.req_done:
+        size += int(ex.clen) if ex.clen.isdigit() else 0
+    ctx.request_size = size
+    ctx.response_size = ex.bytes_sent
+    now = monotonic()
+    total = int((now - ex.t_start) * 1000)
+    proxy = int((ex.t_head - ex.t_connect) * 1000) if ex.t_head else 0
+    kong = int((ex.t_connect - ex.t_start) * 1000) if ex.t_connect else total
+    ctx.latencies = {"request": total, "proxy": proxy, "kong": kong}
 
 
 async def _quiet(pending: Awaitable[None], phase: str) -> None:

@@ -44,6 +44,8 @@ class ProxyServer:
             float(getattr(settings, "upstream_keepalive_idle_timeout_s", 60)),
         )
         self.preps = PrepCache()
+        # Largest request body a plugin may read (Context.body / json_body); beyond it a 413.
+        self.body_cap = int(getattr(settings, "client_body_buffer_size", 16 * 1024 * 1024))
         self.access_log = AccessLog(getattr(settings, "proxy_access_log", "stdout") or "off",
                                     getattr(settings, "proxy_access_log_format", "text"))
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]

@@ -81,7 +81,11 @@ class UpstreamProtocol(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         ex = self.exchange
         if ex is not None and ex.decode_body:
-            ex.client_write(body)
+            # De-framed: for an HTTP/1.0 client, or for the body_filter hooks.
+            if ex.bfilters is None:
+                ex.client_write(body)
+            else:
+                ex.filter_body(body)
 
     def on_message_complete(self) -> None:
         # llhttp forgets the keep-alive verdict once the message is over: read it now.
@@ -140,8 +144,24 @@ class UpstreamProtocol(asyncio.Protocol):
             break
         self.headbuf = b""
         self.head_done = True
-        head = ex.response_head(self, status)
+        out = ex.response_head(self, status)
         self.headers = []  # rewritten into `head`; not kept for the length of a stream
+        if out is None:
+            # An async header_filter runs: hold what followed the head (reading paused) until head_ready.
+            self.headbuf = rest
+            self.transport.pause_reading()
+            return
+        self._after_head(ex, out, rest)
+
+    def head_ready(self, ex: Exchange, head: bytes) -> None:
+        """The held response head is ready (async header_filter done): send it and carry on relaying."""
+        rest = self.headbuf
+        self.headbuf = b""
+        if not ex.conn.write_paused:
+            self.transport.resume_reading()
+        self._after_head(ex, head, rest)
+
+    def _after_head(self, ex: Exchange, head: bytes, rest: bytes) -> None:
         if ex.decode_body:
             ex.client_write(head)
         if rest:
