@@ -24,17 +24,15 @@ def counters_prefix(tmp_path: Any) -> Iterator[str]:
 
 
 async def _create_metrics_table(dsn: str) -> None:
-    import asyncpg
+    # the table as the store's migrations make it: bootstrap the whole schema
+    from servegate.store import open_store_url
 
-    from servegate.store.backend import PostgresDialect
-    from servegate.store.ratelimit import ratelimit_ddl
-
-    conn = await asyncpg.connect(dsn)
+    store = open_store_url(dsn)
+    await store.connect()
     try:
-        for stmt in ratelimit_ddl(PostgresDialect()):
-            await conn.execute(stmt)
+        await store.bootstrap()
     finally:
-        await conn.close()
+        await store.close()
 
 
 @pytest.fixture

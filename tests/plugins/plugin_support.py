@@ -56,7 +56,7 @@ def index(rows: list[dict[str, Any]], consumers: list[dict[str, Any]] | None = N
     return PluginIndex(
         rows,
         consumers_by_id={c["id"]: c for c in consumers or []},
-        credentials_by_key={c["key"]: c for c in credentials or []},
+        indexes={"keyauth_credentials": {"key": {c["key"]: c for c in credentials or []}}},
         **kw,
     )
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from router_rows import route_row, service_row
 
-from servegate.snapshot import ENTITIES, SnapshotHolder, build_snapshot, load_snapshot
+from servegate.snapshot import SnapshotHolder, build_snapshot, entity_names, load_snapshot
 
 CONSUMER = {"id": "c0000000-0000-4000-8000-000000000001", "username": "alice", "custom_id": None,
             "created_at": 0, "updated_at": 0, "tags": None}
@@ -32,11 +32,11 @@ def test_build_snapshot_indexes_rows() -> None:
     assert snap.version == 7
     match = snap.router.match("POST", None, "/llm/chat/completions", {})
     assert match is not None and match.upstream_path == "/v1/chat/completions"
-    assert match.service is snap.services_by_id[service_row()["id"]]
-    assert snap.consumers_by_id[CONSUMER["id"]]["username"] == "alice"
-    assert snap.consumers_by_username["alice"]["id"] == CONSUMER["id"]
-    assert snap.credentials_by_key["secret-key-1"]["id"] == CREDENTIAL["id"]
-    assert set(snap.rows) == set(ENTITIES)
+    assert match.service is snap.index("services", "id")[service_row()["id"]]
+    assert snap.index("consumers", "id")[CONSUMER["id"]]["username"] == "alice"
+    assert snap.index("consumers", "username")["alice"]["id"] == CONSUMER["id"]
+    assert snap.index("keyauth_credentials", "key")["secret-key-1"]["id"] == CREDENTIAL["id"]
+    assert set(snap.rows) == set(entity_names())
     assert snap.rows["routes"][0]["paths"] == ["/llm"]
 
 
@@ -45,21 +45,13 @@ def test_snapshot_is_immutable() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         snap.version = 2  # type: ignore[misc]
     with pytest.raises(TypeError):
-        snap.services_by_id["x"] = {}  # type: ignore[index]
-
-
-def test_credential_ttl_counts_from_load_time() -> None:
-    snap = build_snapshot(_rows(), loaded_at=1000.0, with_plugins=False)
-    assert snap.credential("secret-key-1", now=10**10) is not None
-    assert snap.credential("short-lived", now=1009.0) is not None
-    assert snap.credential("short-lived", now=1010.0) is None
-    assert snap.credential("nope") is None
+        snap.index("services", "id")["x"] = {}  # type: ignore[index]
 
 
 def test_missing_entities_give_empty_snapshot() -> None:
     snap = build_snapshot({}, with_plugins=False)
     assert snap.router.match("GET", None, "/", {}) is None
-    assert len(snap.services_by_id) == 0
+    assert len(snap.index("services", "id")) == 0
 
 
 def test_plugin_index_is_built_when_plugins_package_exists() -> None:
@@ -70,7 +62,7 @@ def test_plugin_index_is_built_when_plugins_package_exists() -> None:
     except ModuleNotFoundError as exc:  # the plugins package is written in parallel
         pytest.skip(f"plugins package incomplete: {exc}")
     assert isinstance(snap.plugins, PluginIndex)
-    assert snap.plugins.lookups.credentials_by_key is snap.credentials_by_key
+    assert snap.plugins.lookups.indexes is snap.indexes
 
 
 def test_holder_swap() -> None:

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from servegate.schema.entities import ENTITIES
+from servegate.schema.entities import declared
 from servegate.store import Store, open_store_url
 
 PG_DSN = os.environ.get("SERVEGATE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -78,7 +78,7 @@ async def store(raw_store: Store) -> Store:
 
 def make_row(entity: str, **values: Any) -> dict[str, Any]:
     """A complete row (every field present, unset = None) as process_input would hand it over."""
-    row: dict[str, Any] = {name: None for name, _ in ENTITIES[entity].fields}
+    row: dict[str, Any] = {name: None for name, _ in declared()[entity].fields}
     row["id"] = str(uuid.uuid4())
     now = int(time.time())
     if "created_at" in row:

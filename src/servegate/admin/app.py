@@ -40,14 +40,11 @@ MAX_JSON_DEPTH = 100
 
 
 def _load_plugins() -> None:
-    try:
-        from servegate.plugins import load_all
-    except ImportError:  # plugins package not providing load_all(): only already registered ones show
-        return
-    try:
-        load_all()
-    except ImportError as e:  # a bundled plugin module missing: serve the ones that registered
-        log.warning("admin: could not load every bundled plugin: %s", e)
+    # Plugins declare entities (key-auth's credentials): a plugin that fails to load must stop start-up, not
+    # leave its endpoints out.
+    from servegate.plugins import load_all
+
+    load_all()
 
 
 def build_table() -> PathTable:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
@@ -48,12 +49,34 @@ class Ctx:
     body_kind: str = "empty"  # empty | json | form
     json_body: dict[str, Any] | None = None
     form_body: dict[str, Any] | None = None
+    # inside transaction(): None outside; else whether a write asked for a refresh
+    _batch: bool | None = None
 
     @property
     def store(self) -> Any:
         return self.state.store
 
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        """Writes inside (crud.insert/update/...) share one store transaction; the snapshot is refreshed once,
+        after it commits (never when it rolls back)."""
+        if self._batch is not None:  # nested: the outer one commits and refreshes
+            yield
+            return
+        self._batch = False
+        try:
+            async with self.store.transaction():
+                yield
+            refresh = self._batch
+        finally:
+            self._batch = None
+        if refresh:
+            await self.changed()
+
     async def changed(self) -> None:
+        if self._batch is not None:
+            self._batch = True
+            return
         # The write is committed whatever happens here; the workers' version poll will still pick it
         # up, so a failing refresh is logged rather than turned into an error the client would retry.
         try:

@@ -28,10 +28,6 @@ from servegate.schema.fields import Entity
 from servegate.schema.output import to_output
 from servegate.schema.validate import process_input
 
-# Kong's extra list filter: GET /consumers?custom_id=<v>.
-LIST_FILTERS = {"consumers": "custom_id"}
-
-
 # ---------------------------------------------------------------------------------------------
 # write primitives
 
@@ -131,7 +127,7 @@ def collection_get(entity: Entity, parent: Entity | None = None, fk_field: str |
             child_seg = entity.nested_name or entity.collection
             base = f"/{parent.collection}/{ctx.raw_params[parent.name]}/{child_seg}"
         else:
-            special = LIST_FILTERS.get(entity.name)
+            special = entity.list_filter
             if special is not None and ctx.query_has(special):
                 return await _list_by_unique(ctx, entity, special)
         args = page_args(ctx)

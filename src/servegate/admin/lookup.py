@@ -97,10 +97,6 @@ async def resolve_foreign_keys(store: Any, entity: Entity, body: dict[str, Any])
         raise errors.foreign_keys_unresolved(unresolved)
 
 
-def pk_of(row: Row) -> dict[str, Any]:
-    return {"id": row["id"]}
-
-
 def fk_id(row: Row, field_name: str) -> str | None:
     value = row.get(field_name)
     if isinstance(value, dict):

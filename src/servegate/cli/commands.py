@@ -164,9 +164,15 @@ def version(all_: Annotated[bool, typer.Option("--all", "-a", help="Show the Kon
 
 
 def _migrate(command: str, conf: str | None, prefix: str | None, **opts: Any) -> None:
+    from servegate.plugins import PluginLoadError, load_all
     from servegate.store import migrations_cli, open_store
 
     settings = _settings(conf, prefix)
+    try:
+        load_all(settings.plugins)  # the configured plugins' migrations are part of the schema (Kong does so)
+    except PluginLoadError as e:
+        typer.echo(f"Error: {e}")
+        raise typer.Exit(1) from None
 
     async def run() -> tuple[int, list[str]]:
         store = open_store(settings)

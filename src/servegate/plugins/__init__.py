@@ -1,8 +1,9 @@
 """Plugins: handler registry and loading.
 
 `load_all(entries)` imports the plugin modules the `plugins` setting names (default: every bundled one);
-each module calls `register(PluginClass)`, which records the handler here and its config schema in
-`servegate.schema.plugins`. Only registered plugins are enabled.
+each module calls `register(PluginClass)`, which records the handler here, its config schema in
+`servegate.schema.plugins`, its own entities (`daos`) in `servegate.schema.entities` and its migrations
+(`migrations`) in `servegate.store.migrations`. Only registered plugins are enabled.
 
 How an entry of the `plugins` setting is resolved (docs/configuration.md, "Plugins"):
 - `bundled`: every bundled plugin; `off` (alone): none;
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
-import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -40,30 +40,30 @@ class PluginLoadError(Exception):
 
 
 def _register_schema(cls: type[Plugin]) -> None:
-    try:
-        from servegate.schema.plugins import register_plugin
-    except ImportError:  # schema registry not available (yet): handlers still work
-        return
-    kwargs: dict[str, Any] = {
-        "priority": cls.PRIORITY,
-        "version": cls.VERSION,
-        "config": cls.config_schema,
-        "no_consumer": cls.no_consumer,
-        "protocols_default": cls.protocols_default,
-    }
-    # Optional registry features (entity checks, deprecated config aliases): passed when the
-    # registry accepts them, so the plugin declarations stay the single source either way.
-    extras = {
-        "entity_checks": cls.entity_checks,
-        "config_shorthands": cls.config_shorthands,
-        "config_echo": cls.config_echo,
-    }
-    params = inspect.signature(register_plugin).parameters
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    for k, v in extras.items():
-        if v and (takes_any or k in params):
-            kwargs[k] = v
-    register_plugin(cls.name, **kwargs)
+    from servegate.schema.plugins import register_plugin
+
+    register_plugin(
+        cls.name,
+        priority=cls.PRIORITY,
+        version=cls.VERSION,
+        config=cls.config_schema,
+        no_consumer=cls.no_consumer,
+        protocols_default=cls.protocols_default,
+        entity_checks=cls.entity_checks,
+        config_shorthands=cls.config_shorthands,
+        config_echo=cls.config_echo,
+    )
+
+
+def _register_daos(cls: type[Plugin]) -> None:
+    """Kong's daos.lua and migrations/: the plugin's own entities and the migrations of its subsystem."""
+    from servegate.schema.entities import register_entity
+    from servegate.store.migrations import register_migrations
+
+    for entity in cls.daos:
+        register_entity(entity)
+    if cls.migrations:
+        register_migrations(cls.name, cls.migrations)
 
 
 def register(cls: type[Plugin]) -> type[Plugin]:
@@ -71,6 +71,7 @@ def register(cls: type[Plugin]) -> type[Plugin]:
     if cls.name not in _HANDLERS:
         _HANDLERS[cls.name] = cls()
         _register_schema(cls)
+        _register_daos(cls)
     return cls
 
 

@@ -7,7 +7,7 @@ header/query/body changes, extra response headers) or renders the `Exit` a hook 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NoReturn
 from urllib.parse import quote, unquote_plus
@@ -294,12 +294,16 @@ class Lookups:
     """Snapshot data a plugin may bind to when it compiles its config (never mutated)."""
 
     consumers_by_id: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    credentials_by_key: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # Every declared entity's rows by field: indexes[entity][field][value] -> row (id and endpoint key).
+    indexes: Mapping[str, Mapping[str, Mapping[Any, Mapping[str, Any]]]] = field(default_factory=dict)
     # When the snapshot was read (epoch seconds): a credential's `ttl` counts from here.
     loaded_at: float = 0.0
     # Per-snapshot data plugins derive at compile time (shared by all instances of a plugin).
     derived: dict[str, Any] = field(default_factory=dict)
     _by_username: dict[str, Mapping[str, Any]] | None = None
+
+    def index(self, entity: str, by: str) -> Mapping[Any, Mapping[str, Any]]:
+        return self.indexes.get(entity, {}).get(by, {})
 
     def consumer_by_id_or_username(self, ref: str) -> Mapping[str, Any] | None:
         c = self.consumers_by_id.get(ref)
@@ -336,6 +340,10 @@ class Plugin:
     config_shorthands: ClassVar[dict[str, tuple[Field, Callable[[Any], dict[str, Any]]]]] = {}
     # Aliases echoed on output: name -> path inside config.
     config_echo: ClassVar[dict[str, tuple[str, ...]]] = {}
+    # Kong's daos.lua and migrations/: the entities this plugin owns (schema.fields.Entity) and the migrations
+    # of its subsystem (store.migrations.Migration), registered with the plugin.
+    daos: ClassVar[tuple[Any, ...]] = ()
+    migrations: ClassVar[tuple[Any, ...]] = ()
 
     # ClassVars, not instance attributes: compiled (mypyc) classes would otherwise give every instance a
     # None attribute that hides the subclass's method.
@@ -353,3 +361,8 @@ class Plugin:
 
     def compile(self, row: Mapping[str, Any], lookups: Lookups) -> Any:
         return row.get("config")
+
+    def redact_query_args(self, config: Mapping[str, Any]) -> Iterable[str]:
+        """Query argument names whose values the access log never writes, for one instance's config (read
+        once per snapshot)."""
+        return ()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from typing import Any
 
 from servegate import KONG_VERSION
@@ -12,7 +12,9 @@ from servegate.plugins import body as body_codec
 from servegate.plugins import register
 from servegate.plugins.base import Context, HeaderPreset, Lookups, Plugin
 from servegate.schema import checks
-from servegate.schema.fields import Field
+from servegate.schema.entities import tags_field, timestamp_field, unique_string_field, uuid_field
+from servegate.schema.fields import Entity, Field
+from servegate.store.migrations import Migration, sql
 
 ERR_NO_KEY = "No API key found in request"
 ERR_DUPLICATE = "Duplicate API key found"
@@ -41,6 +43,60 @@ CONFIG = Field(
 )
 
 
+# ---------------------------------------------------------------------------------------------
+# Kong's daos.lua: the credentials entity. Its Admin endpoints (/key-auths, /consumers/{c}/key-auth) are
+# generated from admin_name / nested_name like every entity's.
+
+KEYAUTH_CREDENTIALS = Entity(
+    name="keyauth_credentials",
+    endpoint_key="key",
+    cache_key=("key",),
+    admin_name="key-auths",
+    nested_name="key-auth",
+    ttl=True,
+    has_updated_at=False,
+    fields=(
+        ("id", uuid_field()),
+        ("created_at", timestamp_field()),
+        ("consumer", Field("foreign", reference="consumers", required=True, on_delete="cascade")),
+        # auto: a random key (Kong's random_string) when none is given
+        ("key", unique_string_field(auto=True, control_chars=False)),
+        ("tags", tags_field()),
+    ),
+)
+
+# Kong's migrations/: the table as core's 000_base already made it before key-auth owned it, hence
+# implied_by (a database that ran core 000_base has it) and IF NOT EXISTS (a fresh bootstrap runs both).
+_TABLE_000 = """CREATE TABLE IF NOT EXISTS "keyauth_credentials" (
+  "id" {ID} NOT NULL,
+  "created_at" {INT},
+  "consumer_id" TEXT,
+  "key" TEXT,
+  "tags" TEXT,
+  "cache_key" TEXT,
+  "ttl" {REAL},
+  CONSTRAINT "keyauth_credentials_pkey" PRIMARY KEY ("id"),
+  CONSTRAINT "keyauth_credentials_key_key" UNIQUE ("key"),
+  CONSTRAINT "keyauth_credentials_cache_key_key" UNIQUE ("cache_key"),
+  CONSTRAINT "keyauth_credentials_consumer_id_fkey" FOREIGN KEY ("consumer_id") REFERENCES "consumers" ("id") ON DELETE CASCADE
+)"""
+_INDEXES_000 = [
+    'CREATE INDEX IF NOT EXISTS "keyauth_credentials_consumer_id_idx" ON "keyauth_credentials" ("consumer_id")',
+    'CREATE INDEX IF NOT EXISTS "keyauth_credentials_ttl_idx" ON "keyauth_credentials" ("ttl")',
+]
+
+MIGRATIONS = (
+    Migration(
+        "000_base_key_auth",
+        up=sql(
+            sqlite=[_TABLE_000.format(ID="TEXT", INT="INTEGER", REAL="REAL"), *_INDEXES_000],
+            postgres=[_TABLE_000.format(ID='TEXT COLLATE "C"', INT="BIGINT", REAL="DOUBLE PRECISION"), *_INDEXES_000],
+        ),
+        implied_by="000_base",
+    ),
+)
+
+
 # (stored key as bytes, consumer, credential, consumer headers) of a key that resolves to a consumer
 _Known = tuple[bytes, Mapping[str, Any], Mapping[str, Any], HeaderPreset]
 
@@ -52,7 +108,7 @@ class _Fail(Exception):  # noqa: N818 - internal signal: authentication failed w
 
 class KeyAuthConf:
     __slots__ = ("names", "hide", "anonymous", "in_header", "in_query", "in_body",
-                 "run_on_preflight", "www_auth", "lookups", "expiry", "known")
+                 "run_on_preflight", "www_auth", "lookups", "credentials", "expiry", "known")
 
     def __init__(self, config: Mapping[str, Any], lookups: Lookups, expiry: Mapping[str, float],
                  known: dict[str, _Known]) -> None:
@@ -70,6 +126,7 @@ class KeyAuthConf:
         realm = config.get("realm")
         self.www_auth = f'Key realm="{realm}"' if realm is not None else "Key"
         self.lookups = lookups
+        self.credentials = lookups.index(KEYAUTH_CREDENTIALS.name, "key")
         self.expiry = expiry
         # key -> what it resolves to in this snapshot; shared by every key-auth instance of the snapshot
         self.known = known
@@ -78,7 +135,7 @@ class KeyAuthConf:
 def _credential_expiry(lookups: Lookups) -> dict[str, float]:
     """Absolute expiry (epoch s) of every credential created with a ttl, by credential id."""
     out: dict[str, float] = {}
-    for cred in lookups.credentials_by_key.values():
+    for cred in lookups.index(KEYAUTH_CREDENTIALS.name, "key").values():
         exp = cred.get("expires_at")
         if exp is None and cred.get("ttl") is not None:
             exp = lookups.loaded_at + float(cred["ttl"])
@@ -94,6 +151,8 @@ class KeyAuth(Plugin):
     config_schema = CONFIG
     no_consumer = True
     protocols_default = ("grpc", "grpcs", "http", "https")
+    daos = (KEYAUTH_CREDENTIALS,)
+    migrations = MIGRATIONS
 
     def compile(self, row: Mapping[str, Any], lookups: Lookups) -> KeyAuthConf:
         expiry = lookups.derived.get("key-auth:expiry")
@@ -101,6 +160,9 @@ class KeyAuth(Plugin):
             expiry = lookups.derived["key-auth:expiry"] = _credential_expiry(lookups)
         known = lookups.derived.setdefault("key-auth:known", {})
         return KeyAuthConf(row.get("config") or {}, lookups, expiry, known)
+
+    def redact_query_args(self, config: Mapping[str, Any]) -> Iterable[str]:
+        return [n for n in config.get("key_names") or () if isinstance(n, str)]
 
     def access(self, ctx: Context, conf: KeyAuthConf) -> Awaitable[None] | None:  # type: ignore[override]
         if not conf.run_on_preflight and ctx.method == "OPTIONS":
@@ -181,7 +243,7 @@ _KNOWN_MAX = 65536
 def _known(conf: KeyAuthConf, key: str) -> _Known:
     """What a key resolves to, computed once per snapshot and key; _Fail when it resolves to no consumer
     (such keys are not cached)."""
-    cred = conf.lookups.credentials_by_key.get(key)
+    cred = conf.credentials.get(key)
     if cred is None or cred.get("ttl") == 0:
         raise _Fail(ERR_INVALID)
     ref = cred.get("consumer")

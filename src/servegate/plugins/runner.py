@@ -185,7 +185,7 @@ class PluginIndex:
         plugin_rows: Iterable[Mapping[str, Any]],
         *,
         consumers_by_id: Mapping[str, Mapping[str, Any]] | None = None,
-        credentials_by_key: Mapping[str, Mapping[str, Any]] | None = None,
+        indexes: Mapping[str, Mapping[str, Mapping[Any, Mapping[str, Any]]]] | None = None,
         handlers: Mapping[str, Plugin] | None = None,
         loaded_at: float | None = None,
     ) -> None:
@@ -195,7 +195,7 @@ class PluginIndex:
             handlers = registered()
         self.lookups = Lookups(
             consumers_by_id=consumers_by_id or {},
-            credentials_by_key=credentials_by_key or {},
+            indexes=indexes or {},
             loaded_at=time.time() if loaded_at is None else loaded_at,
         )
         # name -> list of (rank-relevant scope, Bound)

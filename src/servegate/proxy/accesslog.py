@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import IO
 from urllib.parse import unquote_plus
 
-# Query argument names whose values are never written (key-auth key_names default, plus common spellings).
+# Query argument names whose values are never written (common API key spellings; plugins add theirs).
 REDACT_QUERY_ARGS = {"apikey", "api_key", "api-key", "key"}
 _FLUSH_AT = 64 * 1024
 
@@ -28,14 +28,17 @@ Writer = Callable[[str, str, str, int, int, int, "int | None", str, object], Non
 
 
 def key_names_of(snapshot: object) -> frozenset[str]:
-    """Query argument names configured as API key names (key-auth `key_names`) in a snapshot."""
+    """Query argument names to redact in a snapshot: the common spellings plus what each plugin row's
+    config names (`Plugin.redact_query_args`: key-auth's `key_names`)."""
+    from servegate.plugins import get_handler
+
     names = set(REDACT_QUERY_ARGS)
     rows = getattr(snapshot, "rows", None)
     for row in (rows.get("plugins") or ()) if rows is not None else ():
-        conf = row.get("config") or {}
-        for n in conf.get("key_names") or ():
-            if isinstance(n, str):
-                names.add(n.lower())
+        name = row.get("name")
+        handler = get_handler(name) if isinstance(name, str) else None
+        if handler is not None:
+            names.update(n.lower() for n in handler.redact_query_args(row.get("config") or {}))
     return frozenset(names)
 
 

@@ -3,11 +3,12 @@
 from servegate.schema.entities import (
     CONSUMERS,
     ENTITIES,
-    KEYAUTH_CREDENTIALS,
     PLUGINS,
     ROUTES,
     SERVICES,
+    declared,
     get_entity,
+    register_entity,
 )
 from servegate.schema.errors import DaoError
 from servegate.schema.fields import NO_DEFAULT, Entity, Field
@@ -15,7 +16,6 @@ from servegate.schema.fields import NO_DEFAULT, Entity, Field
 __all__ = [
     "CONSUMERS",
     "ENTITIES",
-    "KEYAUTH_CREDENTIALS",
     "NO_DEFAULT",
     "PLUGINS",
     "ROUTES",
@@ -23,5 +23,7 @@ __all__ = [
     "DaoError",
     "Entity",
     "Field",
+    "declared",
     "get_entity",
+    "register_entity",
 ]

@@ -1,4 +1,5 @@
-"""The Kong core entities we serve: services, routes, consumers, plugins, key-auth credentials.
+"""The Kong core entities we serve (services, routes, consumers, plugins) and the registry that plugins add
+their own entities to (Kong's `daos.lua`: key-auth's credentials are declared in plugins/key_auth.py).
 
 Field order matches Kong's declarations (it is the order Kong reports and returns them in).
 """
@@ -243,6 +244,13 @@ def _route_checks(row: Mapping[str, Any]) -> dict[str, Any] | None:
     return errors or None
 
 
+def _unknown_route_type(row: Mapping[str, Any]) -> dict[str, Any] | None:
+    value = row.get("protocols")
+    if isinstance(value, list) and route_subschema(row) is None:
+        return {"protocols": f"unknown type: {value[0] if value else 'nil'}"}
+    return None
+
+
 ROUTES = Entity(
     name="routes",
     endpoint_key="name",
@@ -292,6 +300,7 @@ ROUTES = Entity(
     entity_checks=(_route_checks,),
     subschema_key="protocols",
     default_overrides=_route_defaults,
+    unknown_subschema=_unknown_route_type,
 )
 
 
@@ -317,11 +326,21 @@ CONSUMERS = Entity(
         ("tags", tags_field()),
     ),
     entity_checks=(_consumer_checks,),
+    list_filter="custom_id",
 )
 
 
 # ---------------------------------------------------------------------------------------------
 # plugins (the `config` record is picked from the plugin registry by `name`)
+
+def _unknown_plugin(row: Mapping[str, Any]) -> dict[str, Any] | None:
+    from servegate.schema.plugins import get_plugin
+
+    name = row.get("name")
+    if isinstance(name, str) and get_plugin(name) is None:
+        return {"name": f"plugin '{name}' not enabled; add it to the 'plugins' configuration property"}
+    return None
+
 
 PLUGINS = Entity(
     name="plugins",
@@ -343,39 +362,54 @@ PLUGINS = Entity(
         ("tags", tags_field()),
     ),
     subschema_key="name",
+    unknown_subschema=_unknown_plugin,
 )
 
 
 # ---------------------------------------------------------------------------------------------
-# key-auth credentials
+# the registry
 
-KEYAUTH_CREDENTIALS = Entity(
-    name="keyauth_credentials",
-    endpoint_key="key",
-    cache_key=("key",),
-    admin_name="key-auths",
-    nested_name="key-auth",
-    ttl=True,
-    has_updated_at=False,
-    fields=(
-        ("id", uuid_field()),
-        ("created_at", timestamp_field()),
-        ("consumer", Field("foreign", reference="consumers", required=True, on_delete="cascade")),
-        ("key", unique_string_field(auto=True, control_chars=False)),
-        ("tags", tags_field()),
-    ),
-)
+# Dependency order: parents before children (store DDL, declarative import, snapshot loads). Core entities
+# first; a plugin's entities follow when the plugin registers (servegate.plugins.register).
+ENTITIES: dict[str, Entity] = {e.name: e for e in (SERVICES, ROUTES, CONSUMERS, PLUGINS)}
 
 
-# Dependency order: parents before children (store DDL, declarative import, snapshot loads).
-ENTITIES: dict[str, Entity] = {e.name: e for e in (SERVICES, ROUTES, CONSUMERS, PLUGINS, KEYAUTH_CREDENTIALS)}
+def register_entity(entity: Entity) -> None:
+    """Add a plugin-owned entity (idempotent for the same declaration)."""
+    known = ENTITIES.get(entity.name)
+    if known is not None and known is not entity:
+        raise ValueError(f"entity '{entity.name}' is already declared")
+    ENTITIES[entity.name] = entity
+
+
+def unregister_entity(name: str) -> None:
+    ENTITIES.pop(name, None)
+
+
+def declared() -> dict[str, Entity]:
+    """Every declared entity, the loaded plugins' included (loads the bundled plugins first)."""
+    from servegate.plugins import load_all
+
+    load_all()
+    return ENTITIES
 
 
 def get_entity(name: str) -> Entity | None:
-    """Look up by table name or Admin collection name (`key-auths`)."""
-    if name in ENTITIES:
-        return ENTITIES[name]
-    for e in ENTITIES.values():
+    """Look up by table name or Admin collection name (an entity's `admin_name`)."""
+    entities = declared()
+    if name in entities:
+        return entities[name]
+    for e in entities.values():
         if e.admin_name == name:
             return e
     return None
+
+
+def __getattr__(attr: str) -> Entity:
+    # A plugin's entity is reachable here under the same kind of name as a core one (its table name in
+    # upper case), once the plugins are loaded.
+    if attr.isupper():
+        entity = declared().get(attr.lower())
+        if entity is not None:
+            return entity
+    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")

@@ -79,13 +79,13 @@ class Field:
 class Entity:
     """An entity declaration (Kong's `kong/db/schema/entities/*.lua`, in our terms)."""
 
-    name: str  # table and collection name: "services", "keyauth_credentials"
+    name: str  # table and collection name: "services", "consumers"
     fields: tuple[tuple[str, Field], ...]
     primary_key: tuple[str, ...] = ("id",)
     endpoint_key: str | None = None  # second lookup key in URLs: name, username, key
     # Fields that together are UNIQUE (plugins: name+route+service+consumer; key-auth: key).
     cache_key: tuple[str, ...] = ()
-    # Admin collection path when it differs from name ("key-auths").
+    # Admin collection path when it differs from name (a plugin entity's Kong endpoint name).
     admin_name: str | None = None
     # Path segment when nested under its foreign parent ("key-auth" under /consumers/{c}).
     nested_name: str | None = None
@@ -102,6 +102,11 @@ class Entity:
     # Defaults that depend on other input fields (routes: grpc protocols default strip_path to
     # false): row -> {field: default}, applied before the static defaults.
     default_overrides: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
+    # The error for a subschema key naming no subschema (routes: unknown protocol, plugins: not enabled):
+    # row -> {field: message}, or None when the value is known. Kong checks it before anything else.
+    unknown_subschema: Callable[[Mapping[str, Any]], dict[str, Any] | None] | None = None
+    # Kong's extra list filter by a unique field on the collection (consumers: GET /consumers?custom_id=v).
+    list_filter: str | None = None
 
     def field_map(self) -> dict[str, Field]:
         return dict(self.fields)

@@ -20,7 +20,7 @@ from typing import Any
 from servegate.schema import errors as dao_errors
 from servegate.schema.checks import is_uuid, utf8_string
 from servegate.schema.defaults import MISSING, adjust, merge
-from servegate.schema.entities import DAO_MAX_TTL, ENTITIES, protocols_field, route_subschema
+from servegate.schema.entities import DAO_MAX_TTL, ENTITIES, protocols_field
 from servegate.schema.fields import INT64_MAX, INT64_MIN, Entity, Field
 from servegate.schema.plugin_config import expand_config_shorthands
 from servegate.schema.plugins import PluginSchema, get_plugin
@@ -268,13 +268,7 @@ def _subschema_error(entity: Entity, row: Mapping[str, Any]) -> dict[str, Err] |
     value = row.get(key)
     if value is None:
         return {key: REQUIRED}
-    if entity.name == "plugins":
-        if isinstance(value, str) and get_plugin(value) is None:
-            return {key: f"plugin '{value}' not enabled; add it to the 'plugins' configuration property"}
-    elif isinstance(value, list) and route_subschema(row) is None:
-        first = value[0] if value else "nil"
-        return {key: f"unknown type: {first}"}
-    return None
+    return entity.unknown_subschema(row) if entity.unknown_subschema is not None else None
 
 
 def entity_fields(entity: Entity, plugin: PluginSchema | None = None) -> dict[str, Field]:
@@ -318,7 +312,8 @@ def validate_row(entity: Entity, row: Mapping[str, Any]) -> dict[str, Err]:
 
 
 def generate_key() -> str:
-    """A key-auth key: 24 random bytes in base64, `/` and `+` replaced by random letters."""
+    """Kong's random_string, the value of an `auto` string field (key-auth's key): 24 random bytes in base64,
+    `/` and `+` replaced by random letters."""
     raw = base64.b64encode(secrets.token_bytes(24)).decode("ascii")
     upper = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
     out = []

@@ -5,20 +5,21 @@ from __future__ import annotations
 import importlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Protocol
 
 from servegate.proxy.router import Router
+from servegate.schema.fields import Entity
 
-__all__ = ["ENTITIES", "Snapshot", "SnapshotStore", "build_snapshot", "load_snapshot"]
+__all__ = ["Snapshot", "SnapshotStore", "build_snapshot", "entity_names", "load_snapshot"]
 
 log = logging.getLogger(__name__)
 
-ENTITIES = ("services", "routes", "consumers", "plugins", "keyauth_credentials")
-
 Row = dict[str, Any]
+# entity -> field -> value -> row
+Indexes = Mapping[str, Mapping[str, Mapping[Any, Row]]]
 
 
 class SnapshotStore(Protocol):
@@ -31,49 +32,47 @@ class SnapshotStore(Protocol):
 class Snapshot:
     version: int
     router: Router
-    services_by_id: Mapping[str, Row]
-    routes_by_id: Mapping[str, Row]
-    consumers_by_id: Mapping[str, Row]
-    consumers_by_username: Mapping[str, Row]
-    credentials_by_key: Mapping[str, Row]
-    # servegate.plugins.runner.PluginIndex, or None while that package is not available.
+    # Every declared entity's rows by primary key and endpoint key: indexes["consumers"]["username"]["bob"].
+    indexes: Indexes
+    # servegate.plugins.runner.PluginIndex, or None when built without plugins.
     plugins: Any
     rows: Mapping[str, tuple[Row, ...]]
     # Epoch seconds when the rows were read: a row's `ttl` (remaining seconds) counts from here.
     loaded_at: float
 
-    def credential(self, key: str, now: float | None = None) -> Row | None:
-        """The key-auth credential for ``key``, unless its ttl ran out since the snapshot was read."""
-        row = self.credentials_by_key.get(key)
-        if row is None:
-            return None
-        ttl = row.get("ttl")
-        if ttl is not None and (time.time() if now is None else now) >= self.loaded_at + ttl:
-            return None
-        return row
+    def index(self, entity: str, by: str) -> Mapping[Any, Row]:
+        return self.indexes.get(entity, {}).get(by, MappingProxyType({}))
 
 
-def _index(rows: list[Row], field: str) -> Mapping[str, Row]:
+def _declared() -> list[Entity]:
+    from servegate.schema.entities import declared
+
+    return list(declared().values())
+
+
+def entity_names() -> tuple[str, ...]:
+    """The entities a snapshot holds: every declared one (core, then the loaded plugins')."""
+    return tuple(e.name for e in _declared())
+
+
+def _index(rows: Iterable[Row], field: str) -> Mapping[Any, Row]:
     return MappingProxyType({r[field]: r for r in rows if r.get(field) is not None})
 
 
-def _plugin_index(
-    plugin_rows: list[Row],
-    consumers_by_id: Mapping[str, Row],
-    credentials_by_key: Mapping[str, Row],
-    loaded_at: float,
-) -> Any:
-    try:
-        runner = importlib.import_module("servegate.plugins.runner")
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("servegate.plugins", "servegate.plugins.runner"):
-            raise
-        log.warning("servegate.plugins.runner not available: snapshot has no plugin index")
-        return None
+def _indexes(entities: list[Entity], lists: Mapping[str, list[Row]]) -> Indexes:
+    out: dict[str, Mapping[str, Mapping[Any, Row]]] = {}
+    for e in entities:
+        keys = dict.fromkeys([*e.primary_key, *([e.endpoint_key] if e.endpoint_key else [])])
+        out[e.name] = MappingProxyType({k: _index(lists[e.name], k) for k in keys})
+    return MappingProxyType(out)
+
+
+def _plugin_index(plugin_rows: list[Row], indexes: Indexes, loaded_at: float) -> Any:
+    runner = importlib.import_module("servegate.plugins.runner")
     return runner.PluginIndex(
         plugin_rows,
-        consumers_by_id=consumers_by_id,
-        credentials_by_key=credentials_by_key,
+        consumers_by_id=indexes["consumers"]["id"],
+        indexes=indexes,
         loaded_at=loaded_at,
     )
 
@@ -85,26 +84,19 @@ def build_snapshot(
     loaded_at: float | None = None,
     with_plugins: bool = True,
 ) -> Snapshot:
-    """Pure: index the rows of every entity the proxy needs and compile the router.
+    """Pure: index the rows of every declared entity and compile the router.
 
     ``with_plugins=False`` leaves ``plugins`` as None (routing-only uses, tests).
     """
-    lists = {name: list(rows.get(name) or ()) for name in ENTITIES}
-    services_by_id = _index(lists["services"], "id")
-    consumers_by_id = _index(lists["consumers"], "id")
-    credentials_by_key = _index(lists["keyauth_credentials"], "key")
+    entities = _declared()
+    lists = {e.name: list(rows.get(e.name) or ()) for e in entities}
+    indexes = _indexes(entities, lists)
     at = time.time() if loaded_at is None else loaded_at
     return Snapshot(
         version=version,
-        router=Router(lists["routes"], services_by_id),
-        services_by_id=services_by_id,
-        routes_by_id=_index(lists["routes"], "id"),
-        consumers_by_id=consumers_by_id,
-        consumers_by_username=_index(lists["consumers"], "username"),
-        credentials_by_key=credentials_by_key,
-        plugins=(
-            _plugin_index(lists["plugins"], consumers_by_id, credentials_by_key, at) if with_plugins else None
-        ),
+        router=Router(lists["routes"], indexes["services"]["id"]),
+        indexes=indexes,
+        plugins=_plugin_index(lists["plugins"], indexes, at) if with_plugins else None,
         rows=MappingProxyType({name: tuple(v) for name, v in lists.items()}),
         loaded_at=at,
     )
@@ -118,5 +110,5 @@ async def load_snapshot(store: SnapshotStore, *, with_plugins: bool = True) -> S
     """
     version = await store.config_version()
     loaded_at = time.time()
-    rows = {name: await store.all(name) for name in ENTITIES}
+    rows = {name: await store.all(name) for name in entity_names()}
     return build_snapshot(rows, version, loaded_at=loaded_at, with_plugins=with_plugins)

@@ -6,7 +6,7 @@ workers, several nodes on one PostgreSQL) cannot create duplicates or orphans.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -15,10 +15,18 @@ from servegate.schema.fields import Entity
 
 from .backend import Backend, Params
 from .commands import migrations_cli
+from .core_migrations import CORE as MIGRATIONS
 from .dao import EntityDao
-from .migrations import MIGRATIONS, Migration, MigrationRun, MigrationState, Migrator, add_field
+from .migrations import (
+    Migration,
+    MigrationRun,
+    MigrationState,
+    Migrator,
+    register_migrations,
+    sql,
+    unregister_migrations,
+)
 from .outage import StoreUnavailable, guarded
-from .ratelimit import RateKey, RateLimitCounters
 
 __all__ = [
     "MIGRATIONS",
@@ -28,15 +36,17 @@ __all__ = [
     "MigrationState",
     "Store",
     "StoreUnavailable",
-    "add_field",
     "migrations_cli",
     "open_store",
     "open_store_url",
+    "register_migrations",
+    "sql",
+    "unregister_migrations",
 ]
 
 
 class Store(EntityDao):
-    """The store: entity DAO + migrations + rate-limit counters over one backend."""
+    """The store: entity DAO + migrations over one backend."""
 
     def __init__(
         self,
@@ -44,11 +54,9 @@ class Store(EntityDao):
         entities: Iterable[Entity] | Mapping[str, Entity] | None = None,
         migrations: list[Migration] | None = None,
     ) -> None:
-        # Entity reads and writes report outages as StoreUnavailable; the rate-limit counters (per request, on
-        # the hot path) keep the raw backend: the plugin handles their failures itself.
+        # Entity reads and writes report outages as StoreUnavailable.
         super().__init__(guarded(backend), entities)
         self.migrator = Migrator(self, migrations)
-        self._counters = RateLimitCounters(getattr(backend, "inner", backend))
 
     @property
     def kind(self) -> str:
@@ -94,20 +102,6 @@ class Store(EntityDao):
             await self.bootstrap()
         elif st.new:
             await self.up()
-
-    # --- rate-limiting counters ----------------------------------------------------------------
-
-    async def ratelimit_incr(self, keys: Sequence[RateKey], value: int = 1) -> None:
-        await self._counters.incr(keys, value)
-
-    async def ratelimit_get(
-        self,
-        identifier: str,
-        periods: Sequence[tuple[str, float]],
-        service_id: str | None = None,
-        route_id: str | None = None,
-    ) -> dict[str, int]:
-        return await self._counters.get(identifier, periods, service_id, route_id)
 
 
 def _postgres(dsn: str, timeout_s: float | None = None) -> Backend:

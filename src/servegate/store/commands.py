@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from .migrations import SUBSYSTEM, MigrationRun
+from .migrations import MigrationRun
 
 if TYPE_CHECKING:
     from . import Store
@@ -29,11 +29,15 @@ def _plural(n: int) -> str:
 
 def _run_lines(store: Store, run: MigrationRun) -> list[str]:
     db = store.backend.description
-    lines = [f"migrating {SUBSYSTEM} on database '{db}'..."]
-    for name, state in run.ran:
-        lines.append(f"{SUBSYSTEM} migrated up to: {name} ({state})")
+    lines: list[str] = []
+    current = None
+    for subsystem, name, state in run.ran:
+        if subsystem != current:  # Kong announces each subsystem as it starts migrating it
+            current = subsystem
+            lines.append(f"migrating {subsystem} on database '{db}'...")
+        lines.append(f"{subsystem} migrated up to: {name} ({state})")
     n = len(run.ran)
-    executed = sum(1 for _, s in run.ran if s == "executed")
+    executed = sum(1 for _, _, s in run.ran if s == "executed")
     pending = n - executed
     lines.append(f"{n} {_plural(n)} processed")
     if executed:
@@ -41,6 +45,12 @@ def _run_lines(store: Store, run: MigrationRun) -> list[str]:
     if pending:
         lines.append(f"{pending} pending")
     return lines
+
+
+def _listed(groups: dict[str, list[str]]) -> list[str]:
+    """`kong migrations list`'s lines: one per subsystem, its name right-aligned to the longest one."""
+    width = max((len(s) for s in groups), default=0)
+    return [f"{s:>{width}}: " + ", ".join(names) for s, names in groups.items()]
 
 
 async def migrations_cli(
@@ -76,7 +86,7 @@ async def migrations_cli(
             return 0, ["Database is already up-to-date"]
         run = await store.up()
         lines = _run_lines(store, run)
-        if any(s == "pending" for _, s in run.ran):
+        if any(s == "pending" for _, _, s in run.ran):
             lines += ["", "Database has pending migrations; run 'servegate migrations finish' when ready"]
         return 0, lines
 
@@ -97,15 +107,16 @@ async def migrations_cli(
         if not st.bootstrapped:
             return 3, list(NEEDS_BOOTSTRAP)
         lines = []
-        for title, names in (
-            ("Executed migrations:", st.executed),
-            ("Pending migrations:", st.pending),
-            ("New migrations available:", st.new),
+        for title, status in (
+            ("Executed migrations:", "executed"),
+            ("Pending migrations:", "pending"),
+            ("New migrations available:", "new"),
         ):
-            if names:
+            groups = st.by_subsystem(status)
+            if groups:
                 if lines:
                     lines.append("")
-                lines += [title, f"{SUBSYSTEM}: " + ", ".join(names)]
+                lines += [title, *_listed(groups)]
         if st.new:
             return 5, [*lines, "", "Run 'servegate migrations up' to proceed"]
         if st.pending:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from servegate.schema import errors as _errors
@@ -20,6 +23,20 @@ CONFIG_TABLE = "config_version"
 RESERVED_TABLES = frozenset({"ratelimiting_metrics", CONFIG_TABLE, "schema_meta"})
 
 
+@dataclass
+class _Tx:
+    """An open `Store.transaction()`: its connection, and whether a write in it changed the configuration."""
+
+    dao: EntityDao
+    conn: Conn
+    dirty: bool = False
+
+
+# The transaction the current task is in (a task's context: another coroutine's writes never join it).
+_TX: ContextVar[_Tx | None] = ContextVar("servegate_store_tx", default=None)
+_SAVEPOINT = "sg_write"
+
+
 def _unmatchable(values: Iterable[Any]) -> bool:
     """A string with a NUL byte matches no stored value: validation keeps NUL out of every stored
     string, and PostgreSQL could not even bind one. Reads answer "none" for it on both stores."""
@@ -27,9 +44,9 @@ def _unmatchable(values: Iterable[Any]) -> bool:
 
 
 def default_entities() -> list[Entity]:
-    from servegate.schema.entities import ENTITIES
+    from servegate.schema.entities import declared
 
-    return _as_list(ENTITIES)
+    return _as_list(declared())
 
 
 def _as_list(entities: Iterable[Entity] | Mapping[str, Entity]) -> list[Entity]:
@@ -82,7 +99,49 @@ class EntityDao:
     def _decode_all(self, t: Table, rows: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:
         return [t.decode(r, self.dialect, now) for r in rows]
 
+    # --- transactions --------------------------------------------------------------------------
+
+    def _tx(self) -> _Tx | None:
+        tx = _TX.get()
+        return tx if tx is not None and tx.dao is self else None
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        """Run the writes (and reads) inside in one database transaction: committed together when the block
+        ends, all rolled back when it raises. The config version moves once, at commit, so the snapshot is
+        rebuilt once for the batch. Nested use joins the outer transaction. A write that fails inside
+        (a constraint) is undone alone and raises its DaoError; what the block does with it is its choice.
+        Statements run one at a time: don't gather writes of one transaction concurrently."""
+        if self._tx() is not None:
+            yield
+            return
+        async with self.backend.write() as conn:
+            tx = _Tx(self, conn)
+            token = _TX.set(tx)
+            try:
+                yield
+                if tx.dirty:
+                    await self._bump_version(conn)
+            finally:
+                _TX.reset(token)
+
+    @asynccontextmanager
+    async def _reading(self) -> AsyncIterator[Conn]:
+        tx = self._tx()
+        if tx is not None:  # inside a transaction: read what it wrote (and never wait on its own lock)
+            yield tx.conn
+            return
+        async with self.backend.read() as conn:
+            yield conn
+
     async def _bump(self, conn: Conn) -> None:
+        tx = self._tx()
+        if tx is not None:
+            tx.dirty = True  # bumped once, at commit
+            return
+        await self._bump_version(conn)
+
+    async def _bump_version(self, conn: Conn) -> None:
         await conn.execute(f"UPDATE {q(CONFIG_TABLE)} SET {q('version')} = {q('version')} + 1 WHERE id = 1")
 
     async def _purge_expired(self, conn: Conn, t: Table, now: float) -> None:
@@ -100,6 +159,19 @@ class EntityDao:
     async def _write(
         self, t: Table, op: str, row: dict[str, Any], body: Callable[[Conn], Awaitable[T]]
     ) -> T:
+        tx = self._tx()
+        if tx is not None:
+            # A savepoint per write: a failed one is undone alone and the transaction stays usable
+            # (PostgreSQL refuses every statement of a transaction after an error otherwise).
+            await tx.conn.execute(f"SAVEPOINT {_SAVEPOINT}")
+            try:
+                result = await body(tx.conn)
+            except IntegrityFailure as failure:
+                await tx.conn.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
+                await tx.conn.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
+                raise await self._map_failure(t, op, row, failure) from None
+            await tx.conn.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
+            return result
         try:
             async with self.backend.write() as conn:
                 return await body(conn)
@@ -199,7 +271,7 @@ class EntityDao:
         if _unmatchable(p.values):
             return None
         sql = f"SELECT * FROM {q(t.name)} WHERE {where} AND {self._live(t, p, now)} LIMIT 1"
-        async with self.backend.read() as conn:
+        async with self._reading() as conn:
             rows = await conn.fetch(sql, p.values)
         return t.decode(rows[0], self.dialect, now) if rows else None
 
@@ -262,7 +334,7 @@ class EntityDao:
             f"SELECT * FROM {q(t.name)} WHERE {' AND '.join(where)} ORDER BY {order} "
             f"LIMIT {p(size + 1)}"
         )
-        async with self.backend.read() as conn:
+        async with self._reading() as conn:
             raw = await conn.fetch(sql, p.values)
         rows = self._decode_all(t, raw[:size], now)
         next_offset = None
@@ -276,12 +348,12 @@ class EntityDao:
         p = Params(self.dialect)
         order = ", ".join(q(c) for c in t.pk)
         sql = f"SELECT * FROM {q(t.name)} WHERE {self._live(t, p, now)} ORDER BY {order}"
-        async with self.backend.read() as conn:
+        async with self._reading() as conn:
             raw = await conn.fetch(sql, p.values)
         return self._decode_all(t, raw, now)
 
     async def config_version(self) -> int:
-        async with self.backend.read() as conn:
+        async with self._reading() as conn:
             rows = await conn.fetch(f"SELECT {q('version')} AS v FROM {q(CONFIG_TABLE)} WHERE id = 1")
         return int(rows[0]["v"]) if rows else 0
 
@@ -351,7 +423,7 @@ class EntityDao:
             for fk in tab.foreign.values()
             if fk.constrained and fk.reference == t.name and not fk.cascade
         ]
-        async with self.backend.read() as conn:
+        async with self._reading() as conn:
             for tab, fk in candidates:
                 p = Params(self.dialect)
                 sql = f"SELECT 1 AS x FROM {q(tab.name)} WHERE {q(fk.column)} = {p(pk.get('id'))} LIMIT 1"
@@ -363,7 +435,7 @@ class EntityDao:
         owner = self._fk_constraint_owner(failure.constraint)
         if owner is not None and owner[0] is t:
             return owner[1]
-        async with self.backend.read() as conn:
+        async with self._reading() as conn:
             for fk in t.foreign.values():
                 value = self._output_value(t, fk.field, row)
                 if not fk.constrained or value is None:

@@ -1,27 +1,32 @@
-"""Versioned schema migrations, recorded in `schema_meta`.
+"""Versioned schema migrations by subsystem (Kong's layout: `core`, then one subsystem per plugin),
+recorded in `schema_meta`.
 
-A migration has an `up` part and an optional `teardown` part (Kong's two-phase upgrades: `up` adds,
-`finish` removes what old nodes still needed). `bootstrap` creates `schema_meta` and runs every
-migration fully. To add a migration, append a `Migration("001_<what>", up=..., teardown=...)` to
-MIGRATIONS; existing databases then report it as new (`list` exits 5) until `up` runs it.
+A migration carries its own SQL, frozen at its version (`sql(sqlite=[...], postgres=[...])`), so a fresh
+bootstrap and an upgrade from any earlier version run the same statements and reach the same schema; it never
+reads the entity declarations, which describe only the newest schema. A migration has an `up` part and an
+optional `teardown` part (Kong's two-phase upgrades: `up` adds, `finish` removes what old nodes still needed).
+`bootstrap` creates `schema_meta` and runs every migration fully.
+
+Core migrations are in core_migrations.py; a plugin declares its own as the class attribute `migrations` and
+they register with the plugin (subsystem = the plugin's name). `schema_meta.name` holds a core migration's
+name as is and a plugin's as `<subsystem>:<name>`, so databases made before subsystems existed read unchanged.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import dataclasses
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .backend import Conn
-from .dao import CONFIG_TABLE
-from .ratelimit import RATELIMIT_TABLE, ratelimit_ddl
 from .table import q
 
 if TYPE_CHECKING:
     from . import Store
 
 META_TABLE = "schema_meta"
-SUBSYSTEM = "core"
+CORE_SUBSYSTEM = "core"
 # Advisory lock id so that two nodes migrating one PostgreSQL database at once take turns.
 _PG_LOCK_ID = 0x5E47E6A7E
 
@@ -33,65 +38,124 @@ class Migration:
     name: str
     up: Step
     teardown: Step | None = None
+    subsystem: str = CORE_SUBSYSTEM
+    # Tables it creates that no entity declares: `reset` drops them too.
+    tables: tuple[str, ...] = ()
+    # Key of an earlier migration that already made what this one makes (the tables a plugin took over from
+    # core): wherever that one ran, this one counts as executed.
+    implied_by: str | None = None
+
+    @property
+    def key(self) -> str:
+        return self.name if self.subsystem == CORE_SUBSYSTEM else f"{self.subsystem}:{self.name}"
 
 
-async def _base_up(store: Store, conn: Conn) -> None:
-    for table in store.tables.values():
-        for stmt in table.create_sql(store.dialect):
-            await conn.execute(stmt)
-    for stmt in ratelimit_ddl(store.dialect):
-        await conn.execute(stmt)
-    vtype = store.dialect.column_type("integer")
-    await conn.execute(
-        f"CREATE TABLE IF NOT EXISTS {q(CONFIG_TABLE)} (id INTEGER PRIMARY KEY, {q('version')} {vtype} NOT NULL)"
-    )
-    await conn.execute(
-        f"INSERT INTO {q(CONFIG_TABLE)} (id, {q('version')}) VALUES (1, 0) ON CONFLICT (id) DO NOTHING"
-    )
-
-
-def add_field(entity: str, field_name: str) -> Step:
-    """A migration step adding a newly declared field's column (with its FK / UNIQUE) to a table."""
+def sql(**by_dialect: Sequence[str]) -> Step:
+    """A migration step running literal statements, one list per dialect (`sqlite=`, `postgres=`)."""
+    frozen = {dialect: tuple(stmts) for dialect, stmts in by_dialect.items()}
 
     async def step(store: Store, conn: Conn) -> None:
-        for stmt in store.table(entity).add_column_sql(field_name, store.dialect):
+        stmts = frozen.get(store.dialect.name)
+        if stmts is None:
+            raise RuntimeError(f"migration has no SQL for {store.dialect.name}")
+        for stmt in stmts:
             await conn.execute(stmt)
 
     return step
 
 
-# Append new migrations here, e.g. Migration("001_consumers_email", up=add_field("consumers", "email")).
-MIGRATIONS: list[Migration] = [Migration("000_base", up=_base_up)]
+# Plugins' migrations, in registration order (core's come first, from core_migrations.CORE).
+_PLUGIN_MIGRATIONS: list[Migration] = []
+
+
+def register_migrations(subsystem: str, migrations: Iterable[Migration]) -> None:
+    """Add a subsystem's migrations (idempotent per key). Called when a plugin registers."""
+    known = {m.key for m in _PLUGIN_MIGRATIONS}
+    for m in migrations:
+        m = dataclasses.replace(m, subsystem=subsystem)
+        if m.key not in known:
+            _PLUGIN_MIGRATIONS.append(m)
+            known.add(m.key)
+
+
+def unregister_migrations(subsystem: str) -> None:
+    _PLUGIN_MIGRATIONS[:] = [m for m in _PLUGIN_MIGRATIONS if m.subsystem != subsystem]
+
+
+def registered_migrations() -> list[Migration]:
+    """Core's migrations, then every loaded plugin's (the bundled plugins are loaded first)."""
+    from servegate.plugins import load_all
+
+    from .core_migrations import CORE
+
+    load_all()
+    return [*CORE, *_PLUGIN_MIGRATIONS]
+
+
+Status = str  # "executed" | "pending" (up ran, teardown still to run) | "new" (not run at all)
 
 
 @dataclass
 class MigrationState:
     bootstrapped: bool
-    executed: list[str] = field(default_factory=list)
-    pending: list[str] = field(default_factory=list)  # up ran, teardown (finish) still to run
-    new: list[str] = field(default_factory=list)  # not run at all
+    # (subsystem, name, status) in migration order
+    items: list[tuple[str, str, Status]] = field(default_factory=list)
+
+    def _keys(self, status: Status) -> list[str]:
+        return [n if s == CORE_SUBSYSTEM else f"{s}:{n}" for s, n, st in self.items if st == status]
+
+    @property
+    def executed(self) -> list[str]:
+        return self._keys("executed")
+
+    @property
+    def pending(self) -> list[str]:
+        return self._keys("pending")
+
+    @property
+    def new(self) -> list[str]:
+        return self._keys("new")
+
+    def by_subsystem(self, status: Status) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for s, n, st in self.items:
+            if st == status:
+                out.setdefault(s, []).append(n)
+        return out
 
     def to_json(self) -> dict[str, object]:
+        """`servegate migrations status`: lists grouped by subsystem, like `kong migrations list` prints them."""
+        subsystems = list(dict.fromkeys(s for s, _, _ in self.items))
+
+        def grouped(status: Status) -> dict[str, list[str]]:
+            got = self.by_subsystem(status)
+            return {s: got.get(s, []) for s in subsystems}
+
         return {
             "needs_bootstrap": not self.bootstrapped,
-            "executed_migrations": {SUBSYSTEM: self.executed},
-            "pending_migrations": {SUBSYSTEM: self.pending},
-            "new_migrations": {SUBSYSTEM: self.new},
+            "executed_migrations": grouped("executed"),
+            "pending_migrations": grouped("pending"),
+            "new_migrations": grouped("new"),
         }
 
 
 @dataclass
 class MigrationRun:
-    """What one bootstrap / up / finish did: (name, resulting state) in order."""
+    """What one bootstrap / up / finish did: (subsystem, name, resulting state) in order."""
 
-    ran: list[tuple[str, str]] = field(default_factory=list)
+    ran: list[tuple[str, str, str]] = field(default_factory=list)
     already: bool = False  # nothing to do (already bootstrapped / up-to-date / nothing pending)
 
 
 class Migrator:
     def __init__(self, store: Store, migrations: list[Migration] | None = None) -> None:
         self.store = store
-        self.migrations = migrations if migrations is not None else MIGRATIONS
+        self._given = migrations
+
+    @property
+    def migrations(self) -> list[Migration]:
+        # Read on use: plugins register theirs when they load, which may be after the store was made.
+        return self._given if self._given is not None else registered_migrations()
 
     async def _lock(self, conn: Conn) -> None:
         if self.store.dialect.name == "postgres":
@@ -105,26 +169,23 @@ class Migrator:
 
     def _state_from(self, recorded: dict[str, str] | None) -> MigrationState:
         if recorded is None:
-            return MigrationState(False, new=[m.name for m in self.migrations])
+            return MigrationState(False, [(m.subsystem, m.name, "new") for m in self.migrations])
         st = MigrationState(True)
         for m in self.migrations:
-            s = recorded.get(m.name)
-            if s == "executed":
-                st.executed.append(m.name)
-            elif s == "pending":
-                st.pending.append(m.name)
-            else:
-                st.new.append(m.name)
+            s = recorded.get(m.key)
+            if s is None and m.implied_by is not None and recorded.get(m.implied_by) == "executed":
+                s = "executed"
+            st.items.append((m.subsystem, m.name, s if s in ("executed", "pending") else "new"))
         return st
 
     async def state(self) -> MigrationState:
         async with self.store.backend.read() as conn:
             return self._state_from(await self._recorded(conn))
 
-    async def _record(self, conn: Conn, name: str, state: str) -> None:
+    async def _record(self, conn: Conn, m: Migration, state: str) -> None:
         p = self.store.params()
         await conn.execute(
-            f"INSERT INTO {q(META_TABLE)} (name, state) VALUES ({p(name)}, {p(state)}) "
+            f"INSERT INTO {q(META_TABLE)} (name, state) VALUES ({p(m.key)}, {p(state)}) "
             f"ON CONFLICT (name) DO UPDATE SET state = excluded.state",
             p.values,
         )
@@ -143,10 +204,14 @@ class Migrator:
                 await m.up(self.store, conn)
                 if m.teardown is not None:
                     await m.teardown(self.store, conn)
-                await self._record(conn, m.name, "executed")
-                run.ran.append((m.name, "executed"))
+                await self._record(conn, m, "executed")
+                run.ran.append((m.subsystem, m.name, "executed"))
         await self.store.backend.schema_changed()
         return run
+
+    def _with_status(self, st: MigrationState, status: Status) -> list[Migration]:
+        wanted = {(s, n) for s, n, x in st.items if x == status}
+        return [m for m in self.migrations if (m.subsystem, m.name) in wanted]
 
     async def up(self) -> MigrationRun:
         run = MigrationRun()
@@ -157,13 +222,11 @@ class Migrator:
                 raise RuntimeError("database needs bootstrapping")
             if st.pending:
                 raise RuntimeError("pending migrations")
-            by_name = {m.name: m for m in self.migrations}
-            for name in st.new:
-                m = by_name[name]
+            for m in self._with_status(st, "new"):
                 await m.up(self.store, conn)
                 state = "executed" if m.teardown is None else "pending"
-                await self._record(conn, name, state)
-                run.ran.append((name, state))
+                await self._record(conn, m, state)
+                run.ran.append((m.subsystem, m.name, state))
         run.already = not run.ran
         await self.store.backend.schema_changed()
         return run
@@ -175,13 +238,11 @@ class Migrator:
             st = self._state_from(await self._recorded(conn))
             if not st.bootstrapped:
                 raise RuntimeError("database needs bootstrapping")
-            by_name = {m.name: m for m in self.migrations}
-            for name in st.pending:
-                m = by_name[name]
+            for m in self._with_status(st, "pending"):
                 if m.teardown is not None:
                     await m.teardown(self.store, conn)
-                await self._record(conn, name, "executed")
-                run.ran.append((name, "executed"))
+                await self._record(conn, m, "executed")
+                run.ran.append((m.subsystem, m.name, "executed"))
         run.already = not run.ran
         await self.store.backend.schema_changed()
         return run
@@ -190,6 +251,7 @@ class Migrator:
         """Drop every servegate table. False when the database was not bootstrapped."""
         if not (await self.state()).bootstrapped:
             return False
-        tables = list(reversed(list(self.store.tables))) + [RATELIMIT_TABLE, CONFIG_TABLE, META_TABLE]
-        await self.store.backend.drop_all(tables)
+        extra = [t for m in reversed(self.migrations) for t in m.tables]
+        tables = list(reversed(list(self.store.tables))) + extra + [META_TABLE]
+        await self.store.backend.drop_all(list(dict.fromkeys(tables)))
         return True

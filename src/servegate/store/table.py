@@ -66,7 +66,7 @@ class Table:
 
     # --- DDL -----------------------------------------------------------------------------------
 
-    def _column_type(self, col: str, dialect: Dialect) -> str:
+    def column_type(self, col: str, dialect: Dialect) -> str:
         fname = self.column_field.get(col)
         if fname is None:
             return dialect.column_type("number") if col == TTL else "TEXT"
@@ -77,7 +77,7 @@ class Table:
         t = self.name
         defs: list[str] = []
         for col in self.columns:
-            ctype = self._column_type(col, dialect)
+            ctype = self.column_type(col, dialect)
             extra = ""
             if self.column_field.get(col) in self.pk:
                 # Paging orders by pk: make text order byte order whatever the database locale is.
@@ -102,24 +102,6 @@ class Table:
             stmts.append(f"CREATE INDEX IF NOT EXISTS {q(t + '_' + fk.column + '_idx')} ON {q(t)} ({q(fk.column)})")
         if self.has_ttl:
             stmts.append(f"CREATE INDEX IF NOT EXISTS {q(t + '_ttl_idx')} ON {q(t)} ({q(TTL)})")
-        return stmts
-
-    def add_column_sql(self, field_name: str, dialect: Dialect) -> list[str]:
-        """DDL adding a field declared after the table was created (for a later migration)."""
-        t, col = self.name, self.column_of(field_name)
-        stmt = f"ALTER TABLE {q(t)} ADD COLUMN {q(col)} {self._column_type(col, dialect)}"
-        fk = self.foreign.get(field_name)
-        if fk is not None and fk.constrained:
-            action = "CASCADE" if fk.cascade else "RESTRICT"
-            # PostgreSQL names this constraint <table>_<column>_fkey, as create_sql does.
-            stmt += f" REFERENCES {q(fk.reference)} ({q('id')}) ON DELETE {action}"
-        stmts = [stmt]
-        if fk is not None:
-            stmts.append(f"CREATE INDEX IF NOT EXISTS {q(t + '_' + col + '_idx')} ON {q(t)} ({q(col)})")
-        cname = f"{t}_{col}_key"
-        if cname in self.unique:
-            # SQLite cannot add a UNIQUE column; a unique index of the same name does the same job.
-            stmts.append(f"CREATE UNIQUE INDEX IF NOT EXISTS {q(cname)} ON {q(t)} ({q(col)})")
         return stmts
 
     # --- rows ----------------------------------------------------------------------------------
