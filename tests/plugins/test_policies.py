@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing as mp
+import socket
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -277,7 +278,12 @@ async def test_cluster_unreachable_fails_fast_after_first_error(counters_prefix:
     from servegate.plugins.ratelimit.cluster import ClusterPolicy, close_pools
 
     configure(prefix=counters_prefix, pg_dsn=None, pg_timeout_s=0.3)
-    policy = ClusterPolicy("postgresql://postgres@10.255.255.1:5432/none")
+    # A loopback server that accepts (the kernel completes the handshake from the backlog) and never
+    # answers: the connect times out as against a dead host, with traffic kept on this machine.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    policy = ClusterPolicy(f"postgresql://postgres@127.0.0.1:{silent.getsockname()[1]}/none")
     wins = windows(0, minute=1)
     try:
         with pytest.raises(Exception) as first:
@@ -287,5 +293,28 @@ async def test_cluster_unreachable_fails_fast_after_first_error(counters_prefix:
             await policy.hit(EMPTY_UUID, EMPTY_UUID, "x", wins, 0)
         assert time.monotonic() - started < 0.05
         assert second.value is first.value
+    finally:
+        silent.close()
+        await close_pools()
+
+
+@pytest.mark.parametrize("identifier", ["h" * 5000, "a\x00b", "bad\udcff"])
+async def test_cluster_identifier_postgres_cannot_index_is_counted_by_digest(metrics_db: str, identifier: str) -> None:
+    # limit_by header/path values come from the client: longer than a btree entry, a NUL, or bytes that are
+    # not UTF-8 must still count (and be limited), not fail the request with a database error.
+    from servegate.plugins.ratelimit.cluster import ClusterPolicy, close_pools, stored_identifier
+
+    policy, now = ClusterPolicy(metrics_db), int(time.time())
+    route, service = str(uuid.uuid4()), str(uuid.uuid4())
+    wins = windows(now, minute=1)
+    try:
+        assert await policy.hit(route, service, identifier, wins, now) == ([0], True)
+        assert await policy.hit(route, service, identifier, wins, now) == ([1], False)
+        conn = await asyncpg.connect(metrics_db)
+        try:
+            stored = await conn.fetchval("SELECT identifier FROM ratelimiting_metrics WHERE route_id = $1", route)
+        finally:
+            await conn.close()
+        assert stored == stored_identifier(identifier) and stored.startswith("sha256:")
     finally:
         await close_pools()

@@ -10,6 +10,7 @@ Without PostgreSQL (SQLite store: a single node) the node-wide local counters ar
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 import weakref
@@ -21,6 +22,7 @@ import asyncpg
 from servegate.plugins.ratelimit import HitResult, Window, runtime
 from servegate.plugins.ratelimit.local import LocalPolicy
 from servegate.plugins.ratelimit.windows import EXPIRATION
+from servegate.schema.fields import UNIQUE_MAX_BYTES
 
 log = logging.getLogger("servegate.plugins.rate-limiting")
 
@@ -101,6 +103,19 @@ async def close_pools() -> None:
             await entry.pool.close()
 
 
+def stored_identifier(identifier: str) -> str:
+    """The identifier as the counter row's key holds it. limit_by header and path values come from the
+    client and may be longer than a PostgreSQL btree entry allows, hold a NUL it cannot store, or bytes
+    that are not UTF-8 (surrogate escapes): those are kept as their digest, so they still count."""
+    try:
+        raw = identifier.encode("utf-8")
+    except UnicodeEncodeError:
+        raw = b"\x00"
+    if len(raw) <= UNIQUE_MAX_BYTES and b"\x00" not in raw:
+        return identifier
+    return "sha256:" + hashlib.sha256(identifier.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 class ClusterPolicy:
     __slots__ = ("_dsn", "_local")
 
@@ -129,7 +144,7 @@ class ClusterPolicy:
         async with entry.pool.acquire() as conn:
             try:
                 async with conn.transaction():
-                    rows = await conn.fetch(_UPSERT, identifier, service_id, route_id, periods, starts, expires)
+                    rows = await conn.fetch(_UPSERT, stored_identifier(identifier), service_id, route_id, periods, starts, expires)
                     values = {r["period"]: r["value"] for r in rows}
                     if any(values[p] - 1 >= limit for p, limit, _ in windows):
                         raise _Rejected
