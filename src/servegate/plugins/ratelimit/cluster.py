@@ -26,7 +26,7 @@ from servegate.schema.fields import UNIQUE_MAX_BYTES
 
 log = logging.getLogger("servegate.plugins.rate-limiting")
 
-# Table shape as the store's migrations create it (store/ratelimit.py): period_date = window start
+# Table shape as the core 000_base migration creates it (store/core_migrations.py): period_date = window start
 # in epoch seconds, service_id/route_id text (nil UUID when the plugin has none), ttl = expiry in
 # epoch seconds.
 _UPSERT = """
