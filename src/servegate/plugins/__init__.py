@@ -16,7 +16,6 @@ The module must register a plugin of that name.
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 from collections.abc import Sequence
 from typing import Any
 
@@ -108,6 +107,10 @@ def _load_entry(entry: str) -> None:
 
 def module_for(name: str) -> str:
     """The module a custom plugin name loads: its `servegate.plugins` entry point, else the naming rule."""
+    # Imported here: importlib.metadata (email, zipfile, csv ...) costs ~1 MB per process, and only a node
+    # that names a custom plugin needs it.
+    import importlib.metadata
+
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP, name=name):
         return ep.module
     return MODULE_PREFIX + name.replace("-", "_")
