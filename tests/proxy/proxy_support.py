@@ -117,3 +117,38 @@ def read_response(s: socket.socket, deadline_s: float = 5) -> bytes:
             return buf
         buf += chunk
     return buf
+
+
+class RawUpstream:
+    """A loopback TCP upstream for fault tests: `on_conn(sock)` runs for each accepted connection, in the
+    accept thread (or, with threaded=True, in a thread of its own). A context manager; `port` to route to."""
+
+    def __init__(self, on_conn: Any, threaded: bool = False) -> None:
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(16)
+        self.port: int = self.lsock.getsockname()[1]
+        self.accepted: list[socket.socket] = []
+        self._on_conn, self._threaded = on_conn, threaded
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            self.accepted.append(c)
+            if self._threaded:
+                threading.Thread(target=self._on_conn, args=(c,), daemon=True).start()
+            else:
+                self._on_conn(c)
+
+    def close(self) -> None:
+        self.lsock.close()
+
+    def __enter__(self) -> RawUpstream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import re
 import socket
-import threading
 import time
 
 import pytest
 import requests
-from proxy_support import Backend, Proxy, route, service
+from proxy_support import Backend, Proxy, RawUpstream, route, service
 from test_failures import stream_request
 
 
@@ -101,26 +100,14 @@ def test_stream_cut_logged(backend: Backend, start_proxy) -> None:
 
 def test_upstream_closing_before_answer_logged(start_proxy) -> None:
     """An upstream that reads the request and closes without answering: retried (GET), then 502."""
-    lsock = socket.socket()
-    lsock.bind(("127.0.0.1", 0))
-    lsock.listen(16)
+    def read_and_close(c: socket.socket) -> None:
+        c.recv(65536)
+        c.close()
 
-    def serve() -> None:
-        while True:
-            try:
-                c, _ = lsock.accept()
-            except OSError:
-                return
-            c.recv(65536)
-            c.close()
-
-    threading.Thread(target=serve, daemon=True).start()
-    try:
-        svc = service(lsock.getsockname()[1], retries=1)
+    with RawUpstream(read_and_close) as up:
+        svc = service(up.port, retries=1)
         proxy = start_proxy({"services": [svc], "routes": [route(svc)]})
         r = requests.get(proxy.url + "/x", timeout=10)
-    finally:
-        lsock.close()
     assert r.status_code == 502
     lines = _wait_for(proxy, "servegate.proxy: .*" + r.headers["X-Kong-Request-Id"] + "$", 2)
     assert len(lines) == 2, proxy.output()
@@ -133,33 +120,21 @@ def test_upstream_reset_mid_body_logged(start_proxy) -> None:
     """An upstream that resets the connection (RST) in the middle of its response body."""
     import struct
 
-    lsock = socket.socket()
-    lsock.bind(("127.0.0.1", 0))
-    lsock.listen(16)
+    def answer_part_then_reset(c: socket.socket) -> None:
+        c.recv(65536)
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"a" * 10)
+        time.sleep(0.2)
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = reset
+        c.close()
 
-    def serve() -> None:
-        while True:
-            try:
-                c, _ = lsock.accept()
-            except OSError:
-                return
-            c.recv(65536)
-            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"a" * 10)
-            time.sleep(0.2)
-            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = reset
-            c.close()
-
-    threading.Thread(target=serve, daemon=True).start()
-    try:
-        svc = service(lsock.getsockname()[1])
+    with RawUpstream(answer_part_then_reset) as up:
+        svc = service(up.port)
         proxy = start_proxy({"services": [svc], "routes": [route(svc)]})
         with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
             s.sendall(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
             buf = b""
             while chunk := s.recv(65536):
                 buf += chunk
-    finally:
-        lsock.close()
     assert buf.startswith(b"HTTP/1.1 200")
     rid = re.search(rb"X-Kong-Request-Id: (\w+)", buf).group(1).decode()  # type: ignore[union-attr]
     lines = _wait_for(proxy, "ERROR.*" + rid)

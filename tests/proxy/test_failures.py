@@ -9,7 +9,7 @@ import threading
 import time
 
 import requests
-from proxy_support import Backend, Proxy, route, service
+from proxy_support import Backend, Proxy, RawUpstream, route, service
 
 
 def stream_request(path: str = "/v1/chat/completions", tokens: int = 50, extra: str = "") -> bytes:
@@ -67,23 +67,9 @@ def test_refused_port_502_after_retries(start_proxy) -> None:
 
 def test_upstream_closing_early_retried_then_502(start_proxy) -> None:
     """A server that accepts and closes at once: GET is tried 1 + retries times, then 502."""
-    lsock = socket.socket()
-    lsock.bind(("127.0.0.1", 0))
-    lsock.listen(16)
-    accepted = []
-
-    def serve() -> None:
-        while True:
-            try:
-                c, _ = lsock.accept()
-            except OSError:
-                return
-            accepted.append(1)
-            c.close()
-
-    threading.Thread(target=serve, daemon=True).start()
-    try:
-        svc = service(lsock.getsockname()[1], retries=3)
+    with RawUpstream(lambda c: c.close()) as up:
+        accepted = up.accepted
+        svc = service(up.port, retries=3)
         proxy = start_proxy({"services": [svc], "routes": [route(svc)]})
         r = requests.get(proxy.url + "/x", timeout=10)
         assert r.status_code == 502
@@ -92,8 +78,6 @@ def test_upstream_closing_early_retried_then_502(start_proxy) -> None:
         r = requests.post(proxy.url + "/x", data=b"{}", timeout=10)  # not idempotent: one try only
         assert r.status_code == 502
         assert len(accepted) == 1
-    finally:
-        lsock.close()
 
 
 def test_connect_timeout_504(start_proxy) -> None:
@@ -185,11 +169,6 @@ def test_graceful_stop_finishes_stream(simple: tuple[Backend, Proxy]) -> None:
 
 def test_reused_connection_lost_before_response_is_replayed(start_proxy) -> None:
     """A pooled connection the upstream drops when it gets the next request: replayed on a fresh one."""
-    lsock = socket.socket()
-    lsock.bind(("127.0.0.1", 0))
-    lsock.listen(16)
-    conns = []
-
     def one_shot(c: socket.socket) -> None:
         # answer the first request on a connection, drop the connection on the second
         buf = b""
@@ -208,26 +187,14 @@ def test_reused_connection_lost_before_response_is_replayed(start_proxy) -> None
                 answered += 1
         c.close()
 
-    def serve() -> None:
-        while True:
-            try:
-                c, _ = lsock.accept()
-            except OSError:
-                return
-            conns.append(c)
-            threading.Thread(target=one_shot, args=(c,), daemon=True).start()
-
-    threading.Thread(target=serve, daemon=True).start()
-    try:
-        svc = service(lsock.getsockname()[1], retries=0)
+    with RawUpstream(one_shot, threaded=True) as up:
+        svc = service(up.port, retries=0)
         proxy = start_proxy({"services": [svc], "routes": [route(svc)]})
         with requests.Session() as sess:
             for _ in range(3):
                 r = sess.post(proxy.url + "/x", data=b"{}", timeout=5)
                 assert r.status_code == 200 and r.text == "ok"
-        assert len(conns) == 3
-    finally:
-        lsock.close()
+        assert len(up.accepted) == 3
 
 
 def test_write_timeout_504_when_upstream_stops_reading(start_proxy) -> None:

@@ -4,14 +4,13 @@ close, not a reset), and a request Transfer-Encoding other than `chunked` is ref
 from __future__ import annotations
 
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 
 import pytest
 import requests
-from proxy_support import Backend, Proxy, route, service
+from proxy_support import Backend, Proxy, RawUpstream, route, service
 from test_plugins_path import plugin
 
 MIB = 1024 * 1024
@@ -47,24 +46,12 @@ def dead_port() -> Iterator[int]:
 @pytest.fixture
 def deaf_upstream() -> Iterator[int]:
     """An upstream that accepts connections and never reads from them."""
-    lsock = socket.socket()
-    lsock.bind(("127.0.0.1", 0))
-    lsock.listen(16)
-    held: list[socket.socket] = []
+    def hold(c: socket.socket) -> None:
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
 
-    def serve() -> None:
-        while True:
-            try:
-                c, _ = lsock.accept()
-            except OSError:
-                return
-            c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
-            held.append(c)
-
-    threading.Thread(target=serve, daemon=True).start()
-    yield lsock.getsockname()[1]
-    lsock.close()
-    for c in held:
+    with RawUpstream(hold) as up:
+        yield up.port
+    for c in up.accepted:
         c.close()
 
 
