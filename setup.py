@@ -19,6 +19,7 @@ from setuptools import setup
 HOT_MODULES = [
     "src/servegate/proxy/client.py",
     "src/servegate/proxy/exchange.py",
+    "src/servegate/proxy/faults.py",
     "src/servegate/proxy/headers.py",
     "src/servegate/proxy/paths.py",
     "src/servegate/proxy/phases.py",

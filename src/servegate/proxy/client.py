@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import httptools
 
-from servegate.proxy import errors
+from servegate.proxy import errors, faults
 from servegate.proxy.errorlog import log_exception
 from servegate.proxy.exchange import DONE, Exchange
 
@@ -334,7 +334,7 @@ class ClientProtocol(asyncio.Protocol):
     def check(self, now: float) -> None:
         """Periodic timeouts: header timeout (408), idle keep-alive, and the active exchange's upstream timers."""
         if self.queue:
-            self.queue[0].check(now)
+            faults.check(self.queue[0], now)
             return
         if self.closing:
             if self.linger_until and (now > self.linger_until or now - self.idle_since > LINGER_TIMEOUT_S):

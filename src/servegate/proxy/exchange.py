@@ -1,4 +1,6 @@
-"""One proxied request: routing, plugin phases, upstream attempts (with retries), relay, timeouts, logging.
+"""One proxied request: routing, plugin phases, upstream attempts (with retries), relay, endings, logging.
+
+What it does when the upstream fails mid-way or times out is in `faults`.
 
 The fast path (pooled upstream connection, no awaiting plugin) runs synchronously inside the client
 protocol's data_received; a task exists only while a new upstream connection is being opened.
@@ -12,7 +14,7 @@ from random import randbytes
 from time import monotonic
 from typing import TYPE_CHECKING, Any, Final
 
-from servegate.proxy import errorlog, errors, phases
+from servegate.proxy import errorlog, errors, faults, phases
 from servegate.proxy.headers import HeaderView, downstream_head, upstream_head
 from servegate.proxy.paths import normalize
 from servegate.proxy.protocols import https_allowed
@@ -28,22 +30,12 @@ DISCARD_LIMIT: Final = 1024 * 1024
 PENDING_LIMIT: Final = 64 * 1024
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 _LAST_CHUNK: Final = b"0\r\n\r\n"
-# Like nginx, a request already sent is tried again after an upstream error only when it is idempotent.
-IDEMPOTENT: Final = frozenset((b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"))
 _ERROR: Final = logging.ERROR
 _WARN: Final = logging.WARNING
 # The error log's words for what was going on (nginx's)
 _CONNECTING: Final = "while connecting to upstream"
-_READING_HEAD: Final = "while reading response header from upstream"
-_READING: Final = "while reading upstream"
-_CLOSED: Final = "upstream prematurely closed connection"
 # Request headers the exchange looks at while it is created (every other header is skipped with one lookup).
 _SPECIAL: Final = frozenset((b"host", b"transfer-encoding", b"content-length", b"expect", b"te", b"connection"))
-
-
-def _lost(exc: BaseException | None) -> str:
-    """What the error log says of an upstream connection lost: reset (an OS error) or closed."""
-    return "recv() failed" if isinstance(exc, OSError) else _CLOSED
 
 
 class Exchange:
@@ -331,7 +323,7 @@ class Exchange:
         if up.closed:
             # Lost between the connect completing and this callback running.
             up.exchange = None
-            self.upstream_lost(up)
+            faults.upstream_lost(self, up)
             return
         conn = self.conn
         if self.pending_size > PENDING_LIMIT:
@@ -479,90 +471,11 @@ class Exchange:
             up.transport.close()
         self.finish()
 
-    def upstream_lost(self, up: UpstreamProtocol, exc: BaseException | None = None) -> None:
-        """The upstream connection closed (`exc`: reset or other error) while this exchange was using it."""
-        if self.state == DONE:
-            return
-        self.up = None
-        if not up.head_done or self.head_wait:
-            if self.head_wait:
-                errorlog.upstream(self, _ERROR, _lost(exc), _READING_HEAD, exc)
-                self.fail(502)
-                return
-            if not up.got_bytes and self.replay is not None:
-                if up.reused:
-                    # A pooled connection the upstream had already closed: replay for free on a fresh one.
-                    self.tries -= 1
-                elif self.method not in IDEMPOTENT or self.tries >= self.max_tries:
-                    errorlog.upstream(self, _ERROR, _lost(exc), _READING_HEAD, exc)
-                    self.fail(502)
-                    return
-                else:
-                    errorlog.upstream(self, _WARN, _lost(exc), _READING_HEAD, exc,
-                                      f" (try {self.tries} of {self.max_tries}, retrying)")
-                self.pending = list(self.replay)
-                self.connect(fresh=True)
-                return
-            errorlog.upstream(self, _ERROR, _lost(exc), _READING_HEAD, exc)
-            self.fail(502)
-            return
-        if self.close_delimited:
-            self.close_after = True
-            if self.bfilters is not None:
-                self.filter_eof()
-            self.finish()
-            return
-        errorlog.upstream(self, _ERROR, _lost(exc), _READING, exc, f" ({self.bytes_sent} bytes sent to the client)")
-        self.broken_stream()
-
-    def upstream_bad(self, up: UpstreamProtocol, *, mid_stream: bool) -> None:
-        self.up = None
-        up.exchange = None
-        up.transport.abort()
-        if mid_stream or self.resp_started:
-            errorlog.upstream(self, _ERROR, "upstream sent an invalid response", _READING)
-            self.broken_stream()
-        else:
-            errorlog.upstream(self, _ERROR, "upstream sent an invalid header", _READING_HEAD)
-            self.fail(502)
-
     def broken_stream(self) -> None:
         """The response started but cannot be completed: the client connection must be closed."""
         self.close_after = True
         self.conn.abort_after = True
         self.finish()
-
-    # -- timeouts (called by the periodic sweep) -----------------------------------------------------------
-    def check(self, now: float) -> None:
-        st = self.state
-        if st == CONNECTING:
-            if now - self.connect_started > self.connect_timeout:
-                fut = self.connect_fut
-                self.connect_fut = None
-                if fut is not None:
-                    fut.cancel()
-                self.attempt_failed("upstream timed out", timeout=True)
-            return
-        if st == SENT or st == STREAMING:
-            up = self.up
-            if up is None:
-                return
-            if up.write_paused_since and now - up.write_paused_since > self.write_timeout:
-                self.timed_out(up, "while sending request to upstream")
-            elif self.conn.write_paused:
-                up.last_read = now  # the client is slow, not the upstream
-            elif now - up.last_read > self.read_timeout:
-                self.timed_out(up, _READING if self.resp_started else _READING_HEAD)
-
-    def timed_out(self, up: UpstreamProtocol, during: str) -> None:
-        self.up = None
-        up.exchange = None
-        up.transport.abort()
-        errorlog.upstream(self, _ERROR, "upstream timed out", during)
-        if self.resp_started:
-            self.broken_stream()
-        else:
-            self.fail(504)
 
     # -- endings -------------------------------------------------------------------------------------------
     def fail(self, status: int, message: str | None = None, headers: list[tuple[str, str]] | None = None,

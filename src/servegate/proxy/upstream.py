@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 import httptools
 
+from servegate.proxy import faults
+
 if TYPE_CHECKING:
     from servegate.proxy.exchange import Exchange
 
@@ -67,7 +69,7 @@ class UpstreamProtocol(asyncio.Protocol):
         ex = self.exchange
         if ex is not None:
             self.exchange = None
-            ex.upstream_lost(self, exc)
+            faults.upstream_lost(ex, self, exc)
         else:
             self.pool.discard(self)
 
@@ -105,7 +107,7 @@ class UpstreamProtocol(asyncio.Protocol):
             try:
                 self.parser.feed_data(data)
             except httptools.HttpParserError:
-                ex.upstream_bad(self, mid_stream=True)
+                faults.upstream_bad(ex, self, mid_stream=True)
                 return
             if not ex.decode_body:
                 ex.client_write(data)
@@ -120,7 +122,7 @@ class UpstreamProtocol(asyncio.Protocol):
             end = buf.find(b"\r\n\r\n")
             if end < 0:
                 if len(buf) > MAX_RESPONSE_HEAD:
-                    ex.upstream_bad(self, mid_stream=False)
+                    faults.upstream_bad(ex, self, mid_stream=False)
                 else:
                     self.headbuf = buf
                 return
@@ -128,7 +130,7 @@ class UpstreamProtocol(asyncio.Protocol):
             try:
                 self.parser.feed_data(head)
             except httptools.HttpParserError:
-                ex.upstream_bad(self, mid_stream=False)
+                faults.upstream_bad(ex, self, mid_stream=False)
                 return
             status = self.parser.get_status_code()
             if 100 <= status < 200 and status != 101:
@@ -170,7 +172,7 @@ class UpstreamProtocol(asyncio.Protocol):
             except httptools.HttpParserError:
                 if not ex.decode_body:
                     ex.client_write(head)
-                ex.upstream_bad(self, mid_stream=True)
+                faults.upstream_bad(ex, self, mid_stream=True)
                 return
         if not ex.decode_body:
             ex.client_write(head + rest if rest else head)
