@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -11,6 +12,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,3 +149,27 @@ class Servegate:
                 return e.code, json.loads(raw) if raw else None
             except ValueError:
                 return e.code, raw.decode(errors="replace")
+
+
+FAKE_BACKEND = Path(__file__).resolve().parent / "proxy" / "fake_openai.py"
+
+
+@contextlib.contextmanager
+def fake_backend() -> Iterator[str]:
+    """The fake OpenAI backend (tests/proxy/fake_openai.py) in its own process; yields its base URL."""
+    import socket
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(FAKE_BACKEND), "--port", str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -10,10 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import Servegate
+from helpers import Servegate, fake_backend
 from support import free_port
-
-FAKE = Path(__file__).resolve().parents[1] / "proxy" / "fake_openai.py"
 
 
 def cli(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -147,18 +145,8 @@ def test_prepare_creates_the_prefix_without_starting(tmp_path):
 
 @pytest.fixture(scope="module")
 def backend():
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, str(FAKE), "--port", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(10)
+    with fake_backend() as url:
+        yield url
 
 
 def read_stream(sock: socket.socket, until: bytes, timeout: float) -> bytes:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -12,8 +10,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from helpers import Servegate
-from support import create_pg_database, drop_pg_database, free_port
+from helpers import Servegate, fake_backend
+from support import create_pg_database, drop_pg_database
 
 FAKE = Path(__file__).resolve().parents[2] / "tests" / "proxy" / "fake_openai.py"
 
@@ -22,20 +20,8 @@ FAKE = Path(__file__).resolve().parents[2] / "tests" / "proxy" / "fake_openai.py
 def backend():
     if not FAKE.exists():
         pytest.skip("fake backend not available")
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, str(FAKE), "--port", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    import socket
-
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(10)
+    with fake_backend() as url:
+        yield url
 
 
 @pytest.fixture

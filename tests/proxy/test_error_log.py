@@ -82,17 +82,23 @@ def test_connect_timeout_logged(start_proxy) -> None:
     assert len(lines) == 1 and "upstream timed out while connecting to upstream" in lines[0], proxy.output()
 
 
-def test_stream_cut_logged(backend: Backend, start_proxy) -> None:
-    svc = service(backend.port, name="llm")
-    proxy = start_proxy({"services": [svc], "routes": [route(svc)]})
+def _error_lines_of_cut_response(proxy: Proxy, request: bytes) -> list[str]:
+    """Send `request` raw, read until the proxy closes; the response must have started (200). Returns the
+    error-log lines that name its request id."""
     with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
-        s.sendall(stream_request(tokens=10, extra="X-Fake-Mode: reset\r\n"))
+        s.sendall(request)
         buf = b""
         while chunk := s.recv(65536):
             buf += chunk
     assert buf.startswith(b"HTTP/1.1 200")
     rid = re.search(rb"X-Kong-Request-Id: (\w+)", buf).group(1).decode()  # type: ignore[union-attr]
-    lines = _wait_for(proxy, "ERROR.*" + rid)
+    return _wait_for(proxy, "ERROR.*" + rid)
+
+
+def test_stream_cut_logged(backend: Backend, start_proxy) -> None:
+    svc = service(backend.port, name="llm")
+    proxy = start_proxy({"services": [svc], "routes": [route(svc)]})
+    lines = _error_lines_of_cut_response(proxy, stream_request(tokens=10, extra="X-Fake-Mode: reset\r\n"))
     assert len(lines) == 1, proxy.output()
     assert "upstream prematurely closed connection while reading upstream (" in lines[0]
     assert "service: llm" in lines[0]
@@ -130,14 +136,7 @@ def test_upstream_reset_mid_body_logged(start_proxy) -> None:
     with RawUpstream(answer_part_then_reset) as up:
         svc = service(up.port)
         proxy = start_proxy({"services": [svc], "routes": [route(svc)]})
-        with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
-            s.sendall(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
-            buf = b""
-            while chunk := s.recv(65536):
-                buf += chunk
-    assert buf.startswith(b"HTTP/1.1 200")
-    rid = re.search(rb"X-Kong-Request-Id: (\w+)", buf).group(1).decode()  # type: ignore[union-attr]
-    lines = _wait_for(proxy, "ERROR.*" + rid)
+        lines = _error_lines_of_cut_response(proxy, b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
     assert len(lines) == 1, proxy.output()
     assert "recv() failed (104: Connection reset by peer) while reading upstream (" in lines[0]
 
