@@ -31,13 +31,14 @@ async def test_cli_round_trip(raw_store: Store, make: Any) -> None:
     assert "key-auth migrated up to: 000_base_key_auth (executed)" in lines
     code, lines = await migrations_cli(store, "list")
     # Kong's layout: subsystem names right-aligned to the longest one
-    assert code == 0 and lines == ["Executed migrations:", "    core: 000_base", "key-auth: 000_base_key_auth"]
+    assert code == 0 and lines == ["Executed migrations:", "    core: 000_base, 001_config_changes",
+                                   "key-auth: 000_base_key_auth"]
     assert await migrations_cli(store, "up") == (0, ["Database is already up-to-date"])
     assert await migrations_cli(store, "finish") == (0, ["No pending migrations to finish"])
     code, lines = await migrations_cli(store, "status")
     assert code == 0 and json.loads(lines[0]) == {
         "needs_bootstrap": False,
-        "executed_migrations": {"core": ["000_base"], "key-auth": ["000_base_key_auth"]},
+        "executed_migrations": {"core": ["000_base", "001_config_changes"], "key-auth": ["000_base_key_auth"]},
         "pending_migrations": {"core": [], "key-auth": []},
         "new_migrations": {"core": [], "key-auth": []},
     }
@@ -92,7 +93,7 @@ async def test_new_migration_up_then_finish(store_url: str, store: Store, with_0
         assert "core migrated up to: 001_extra (pending)" in lines
         assert lines[-1] == "Database has pending migrations; run 'servegate migrations finish' when ready"
         st = await newer.state()
-        assert (st.executed, st.pending, st.new) == (["000_base"], ["001_extra"], [])
+        assert (st.executed, st.pending, st.new) == ([m.key for m in MIGRATIONS], ["001_extra"], [])
         code, lines = await migrations_cli(newer, "list")
         assert code == 4 and "Pending migrations:" in lines
         code, lines = await migrations_cli(newer, "up")

@@ -136,9 +136,25 @@ def _per_dialect(stmts: list[str], types: dict[str, dict[str, str]]) -> dict[str
     return {dialect: [s.format(**t) for s in stmts] for dialect, t in types.items()}
 
 
+# 001: change events (store/changes.py), so that workers apply what a write touched instead of reloading all.
+_CHANGES_001 = [
+    """CREATE TABLE IF NOT EXISTS "config_changes" (
+  "version" {INT} NOT NULL,
+  "seq" {INT} NOT NULL,
+  "entity" TEXT NOT NULL,
+  "op" TEXT NOT NULL,
+  "pk" TEXT,
+  "row" TEXT,
+  "at" {REAL} NOT NULL,
+  CONSTRAINT "config_changes_pkey" PRIMARY KEY ("version", "seq")
+)""",
+    'CREATE INDEX IF NOT EXISTS "config_changes_at_idx" ON "config_changes" ("at")',
+]
+
 CORE: list[Migration] = [
     # tables: what reset drops besides the declared entities' tables (keyauth_credentials too: it stays
     # even when the key-auth plugin is not loaded, and a later bootstrap must not find its old rows).
     Migration("000_base", up=sql(**_per_dialect(_BASE_000, _TYPES_000)),
               tables=("keyauth_credentials", "ratelimiting_metrics", "config_version")),
+    Migration("001_config_changes", up=sql(**_per_dialect(_CHANGES_001, _TYPES_000)), tables=("config_changes",)),
 ]

@@ -12,15 +12,16 @@ from typing import Any, TypeVar
 from servegate.schema import errors as _errors
 from servegate.schema.fields import Entity
 
+from . import changes as _changes
 from .backend import Backend, Conn, IntegrityFailure, Params
 from .paging import MAX_TAGS, check_size, decode_offset, encode_offset
 from .table import CACHE_KEY, TTL, Table, build_table, q
 
 T = TypeVar("T")
 
-CONFIG_TABLE = "config_version"
-# Tables that are not generated from entity declarations (they are created by migration 000 directly).
-RESERVED_TABLES = frozenset({"ratelimiting_metrics", CONFIG_TABLE, "schema_meta"})
+CONFIG_TABLE = _changes.CONFIG_TABLE
+# Tables that are not generated from entity declarations (core migrations create them directly).
+RESERVED_TABLES = frozenset({"ratelimiting_metrics", CONFIG_TABLE, _changes.CHANGES_TABLE, "schema_meta"})
 
 
 @dataclass
@@ -29,7 +30,7 @@ class _Tx:
 
     dao: EntityDao
     conn: Conn
-    dirty: bool = False
+    changes: _changes.Pending
 
 
 # The transaction the current task is in (a task's context: another coroutine's writes never join it).
@@ -65,6 +66,8 @@ class EntityDao:
         self.dialect = backend.dialect
         self._entities = _as_list(entities) if entities is not None else None
         self._tables: dict[str, Table] | None = None
+        # Whether the change events table exists (known after the first write; forgotten on schema changes).
+        self._events_table: bool | None = None
 
     # --- metadata ------------------------------------------------------------------------------
 
@@ -116,12 +119,12 @@ class EntityDao:
             yield
             return
         async with self.backend.write() as conn:
-            tx = _Tx(self, conn)
+            tx = _Tx(self, conn, _changes.Pending())
             token = _TX.set(tx)
             try:
                 yield
-                if tx.dirty:
-                    await self._bump_version(conn)
+                if tx.changes:
+                    await self._commit(conn, tx.changes)
             finally:
                 _TX.reset(token)
 
@@ -134,15 +137,36 @@ class EntityDao:
         async with self.backend.read() as conn:
             yield conn
 
-    async def _bump(self, conn: Conn) -> None:
+    async def _changed(self, conn: Conn, t: Table, op: str, pk: dict[str, Any], raw: dict[str, Any] | None) -> None:
+        """Record a change event for one written row: at commit for a transaction (one version for the batch),
+        now otherwise (the config version moves in the write's own transaction)."""
         tx = self._tx()
         if tx is not None:
-            tx.dirty = True  # bumped once, at commit
+            tx.changes.add(t.name, op, pk, raw)
             return
-        await self._bump_version(conn)
+        pending = _changes.Pending()
+        pending.add(t.name, op, pk, raw)
+        await self._commit(conn, pending)
 
-    async def _bump_version(self, conn: Conn) -> None:
-        await conn.execute(f"UPDATE {q(CONFIG_TABLE)} SET {q('version')} = {q('version')} + 1 WHERE id = 1")
+    async def _commit(self, conn: Conn, pending: _changes.Pending) -> None:
+        if self._events_table is None:
+            self._events_table = await self.backend.table_exists(conn, _changes.CHANGES_TABLE)
+        await _changes.commit(conn, pending, Params(self.dialect), events_table=self._events_table)
+
+    async def schema_changed(self) -> None:
+        """Tables were created or dropped (migrations): forget what was known about them."""
+        self._events_table = None
+        await self.backend.schema_changed()
+
+    def decode_row(self, entity: Entity | str, raw: dict[str, Any]) -> dict[str, Any]:
+        """A change event's stored columns as a row (the shape reads return)."""
+        return self.table(entity).decode(raw, self.dialect, time.time())
+
+    async def changes_since(self, version: int) -> tuple[int, list[_changes.Change] | None]:
+        """The change events after `version` (see store/changes.py): (current version, events), or
+        (current version, None) when the caller must reload everything."""
+        async with self._reading() as conn:
+            return await _changes.read_since(conn, version, Params(self.dialect))
 
     async def _purge_expired(self, conn: Conn, t: Table, now: float) -> None:
         # Expired rows must not block the unique key of a new row with the same key.
@@ -194,6 +218,47 @@ class EntityDao:
 
         return await self._write_returning(t, "insert", row, sql, p, now)
 
+    async def insert_many(self, entity: Entity | str, rows: Iterable[dict[str, Any]]) -> int:
+        """Insert many rows (bulk imports): multi-row INSERTs inside the current transaction, or one of its own.
+        Returns the count. A constraint failure raises the DaoError of the first failing row (found by retrying
+        its batch row by row); the rows of the call are then kept or rolled back with the transaction."""
+        t = self.table(entity)
+        now = time.time()
+        rows = list(rows)
+        encoded: list[dict[str, Any]] = []
+        for row in rows:
+            cols = t.encode(row, self.dialect)
+            if t.has_ttl:
+                cols[TTL] = self._expiry(row, now)
+            encoded.append(cols)
+        if not encoded:
+            return 0
+        names = list(encoded[0])
+        # Both drivers bind at most 32767 values per statement.
+        per = max(1, 30000 // len(names))
+        async with self.transaction():
+            tx = self._tx()
+            assert tx is not None
+            await self._purge_expired(tx.conn, t, now)
+            for start in range(0, len(encoded), per):
+                batch = encoded[start:start + per]
+                p = Params(self.dialect)
+                values = ", ".join("(" + ", ".join(p(cols.get(c)) for c in names) + ")" for cols in batch)
+                sql = f"INSERT INTO {q(t.name)} ({', '.join(q(c) for c in names)}) VALUES {values}"
+
+                async def body(conn: Conn, sql: str = sql, p: Params = p) -> None:
+                    await conn.execute(sql, p.values)
+
+                try:
+                    await self._write(t, "insert", {}, body)
+                except _errors.DaoError:
+                    for row in rows[start:start + per]:  # which row: its own error, Kong's message
+                        await self.insert(t.name, row)
+                    raise
+                for cols in batch:
+                    tx.changes.add(t.name, _changes.UPSERT, {c: cols[c] for c in t.pk}, cols)
+        return len(encoded)
+
     async def upsert(self, entity: Entity | str, row: dict[str, Any]) -> dict[str, Any]:
         t = self.table(entity)
         now = time.time()
@@ -217,7 +282,7 @@ class EntityDao:
         async def body(conn: Conn) -> dict[str, Any]:
             await self._purge_expired(conn, t, now)
             rows = await conn.fetch(sql, p.values)
-            await self._bump(conn)
+            await self._changed(conn, t, _changes.UPSERT, {c: rows[0][c] for c in t.pk}, rows[0])
             return t.decode(rows[0], self.dialect, now)
 
         return await self._write(t, op, row, body)
@@ -241,7 +306,7 @@ class EntityDao:
             rows = await conn.fetch(sql, p.values)
             if not rows:
                 return None
-            await self._bump(conn)
+            await self._changed(conn, t, _changes.UPSERT, {c: rows[0][c] for c in t.pk}, rows[0])
             return t.decode(rows[0], self.dialect, now)
 
         result = await self._write(t, "update", row, body)
@@ -260,7 +325,7 @@ class EntityDao:
         async def body(conn: Conn) -> bool:
             n = await conn.execute(sql, p.values)
             if n:
-                await self._bump(conn)
+                await self._changed(conn, t, _changes.DELETE, {c: pk.get(c) for c in t.pk}, None)
             return n > 0
 
         return await self._write(t, "delete", dict(pk), body)

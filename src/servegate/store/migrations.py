@@ -206,7 +206,7 @@ class Migrator:
                     await m.teardown(self.store, conn)
                 await self._record(conn, m, "executed")
                 run.ran.append((m.subsystem, m.name, "executed"))
-        await self.store.backend.schema_changed()
+        await self.store.schema_changed()
         return run
 
     def _with_status(self, st: MigrationState, status: Status) -> list[Migration]:
@@ -228,7 +228,7 @@ class Migrator:
                 await self._record(conn, m, state)
                 run.ran.append((m.subsystem, m.name, state))
         run.already = not run.ran
-        await self.store.backend.schema_changed()
+        await self.store.schema_changed()
         return run
 
     async def finish(self) -> MigrationRun:
@@ -244,7 +244,7 @@ class Migrator:
                 await self._record(conn, m, "executed")
                 run.ran.append((m.subsystem, m.name, "executed"))
         run.already = not run.ran
-        await self.store.backend.schema_changed()
+        await self.store.schema_changed()
         return run
 
     async def reset(self) -> bool:
@@ -254,4 +254,5 @@ class Migrator:
         extra = [t for m in reversed(self.migrations) for t in m.tables]
         tables = list(reversed(list(self.store.tables))) + extra + [META_TABLE]
         await self.store.backend.drop_all(list(dict.fromkeys(tables)))
+        await self.store.schema_changed()
         return True

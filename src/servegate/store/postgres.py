@@ -50,6 +50,13 @@ class _PgConn:
         return [dict(r) for r in rows]
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Pool release without asyncpg's reset query (advisory unlock, CLOSE ALL, UNLISTEN, RESET ALL): one
+    round trip per released connection, ~15% of an Admin write's time. The store sets no session state: its
+    transactions are closed by their context managers (asyncpg still rolls back one left open), migrations take
+    transaction-scoped advisory locks, and nothing LISTENs."""
+
+
 class PostgresBackend:
     def __init__(self, dsn: str, *, timeout_s: float = 5.0, max_size: int = 10) -> None:
         self.dsn = dsn
@@ -62,7 +69,8 @@ class PostgresBackend:
     async def connect(self) -> None:
         if self._pool is None:
             self._pool = await asyncpg.create_pool(
-                self.dsn, min_size=1, max_size=self.max_size, timeout=self.timeout_s, command_timeout=60
+                self.dsn, min_size=1, max_size=self.max_size, timeout=self.timeout_s, command_timeout=60,
+                reset=_keep_session,
             )
 
     async def close(self) -> None:
