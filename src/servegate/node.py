@@ -80,66 +80,6 @@ async def open_ready_store(settings: Settings) -> Any:
     return store
 
 
-class SnapshotFeed:
-    """Keeps a worker's snapshot in step with the store's config version."""
-
-    def __init__(self, store: Any, holder: Any, interval: float) -> None:
-        self.store, self.holder, self.interval = store, holder, interval
-        self._task: asyncio.Task[None] | None = None
-
-    async def refresh(self, force: bool = False) -> None:
-        started = time.perf_counter()
-        if await self.holder.refresh(self.store, force=force):
-            log.debug("snapshot v%s built in %.1f ms", self.holder.current.version,
-                      (time.perf_counter() - started) * 1000)
-
-    async def _poll(self) -> None:
-        # Every failure keeps the last snapshot serving. A failure is logged once when it starts and once when
-        # polling works again, not every `interval` (4 lines a second): one warning line, no traceback, and
-        # only the driver's short reason or the error's type and place, never values that could carry secrets.
-        from servegate.store.outage import StoreUnavailable
-
-        failing: str | None = None
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.refresh()
-            except StoreUnavailable as e:
-                if failing != "database":
-                    log.warning("%s: serving the last configuration (v%s) until it is back", e.message,
-                                self.holder.current.version)
-                failing = "database"
-                continue
-            except Exception as e:
-                kind = self._failure_kind(e)
-                if failing != kind:
-                    log.error("cannot refresh configuration (%s); serving the last configuration (v%s)", kind,
-                              self.holder.current.version)
-                failing = kind
-                continue
-            if failing is not None:
-                log.info("configuration polling works again%s", ": database reachable" if failing == "database" else "")
-                failing = None
-
-    @staticmethod
-    def _failure_kind(exc: BaseException) -> str:
-        """Type and innermost place of an unexpected error (its text may quote configuration values)."""
-        import traceback
-
-        frames = traceback.extract_tb(exc.__traceback__)
-        where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
-        return type(exc).__name__ + where
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._poll())
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-
 async def start_admin(settings: Settings, store: Any, on_change: Any) -> Any:
     """The Admin API's server on settings.admin_listen (None when `admin_listen = off`); stop it with
     `await server.stop(grace_s)`."""
@@ -273,17 +213,23 @@ async def run_worker(settings: Settings, *, with_admin: bool, reread: Reread | N
     holds, when this process owns them (workers = 1). `worker_id`: 0..workers-1.
     """
     from servegate.plugins import load_all
-    from servegate.snapshot import SnapshotHolder, load_snapshot
+    from servegate.snapshot import Caches, SnapshotHolder, load_snapshot
+    from servegate.snapshot import stats as cache_stats
+    from servegate.snapshot.feed import SnapshotFeed
+    from servegate.snapshot.source import StoreSource
 
     load_all(settings.plugins)  # handlers must be registered before the first snapshot indexes plugin rows
     configure_shared(settings, worker_id)
     signals = _signals()
     store = await open_ready_store(settings)
-    holder = SnapshotHolder(await load_snapshot(store))
-    feed = SnapshotFeed(store, holder, settings.db_update_frequency)
+    caches = Caches(StoreSource(store), settings.lookup_cache_size)
+    holder = SnapshotHolder(await load_snapshot(store, caches=caches))
+    feed = SnapshotFeed(store, holder, settings.db_update_frequency, on_tick=lambda snap: cache_stats.publish(snap.caches))
     feed.start()
     worker = await start_plugins(settings, store, worker_id)  # before any request reaches this worker
-    admin = await start_admin(settings, store, lambda: feed.refresh(force=True)) if with_admin else None
+    # A write through this process's Admin API reaches its proxy before the write is answered: its events
+    # are applied at once (the other workers and nodes poll them).
+    admin = await start_admin(settings, store, feed.refresh) if with_admin else None
     status = await start_status(settings, store) if with_admin else None
     proxy = await start_proxy(settings, holder)
     log.info("proxy listening on %s (pid %d)", ", ".join(str(x) for x in settings.proxy_listen), os.getpid())

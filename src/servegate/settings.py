@@ -195,6 +195,9 @@ SPEC: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "upstream_keepalive_pool_size": ("512", _parse_int(0, 1 << 20), "Idle upstream connections kept per host."),
     "upstream_keepalive_idle_timeout": ("60", _parse_float, "Seconds an idle upstream connection is kept."),
     "db_update_frequency": ("0.25", _parse_float, "Seconds between checks for configuration changes."),
+    "lookup_cache_size": ("50000", _parse_int(1, 100_000_000),
+                          "Entries per worker in each lookup cache (API keys, consumers): a bounded LRU, filled from "
+                          "the database on a miss."),
     "graceful_timeout": ("30", _parse_float, "Seconds in-flight requests get to finish on SIGTERM."),
     "admin_api_key": ("", _str, "Admin key used by `servegate setup` (KONG_ADMIN_API_KEY works too)."),
     "admin_gui_url": ("", _parse_urls, "URLs (comma-separated) of browser UIs allowed to call the Admin API (CORS)."),
@@ -238,6 +241,7 @@ class Settings:
     upstream_keepalive_pool_size: int
     upstream_keepalive_idle_timeout: float
     db_update_frequency: float
+    lookup_cache_size: int
     graceful_timeout: float
     admin_api_key: str
     admin_gui_url: list[str]

@@ -53,12 +53,14 @@ async def run_access(plan: Plan | None, ctx: Context) -> Exit | None:
 
 def index(rows: list[dict[str, Any]], consumers: list[dict[str, Any]] | None = None,
           credentials: list[dict[str, Any]] | None = None, **kw: Any) -> PluginIndex:
-    return PluginIndex(
-        rows,
-        consumers_by_id={c["id"]: c for c in consumers or []},
-        indexes={"keyauth_credentials": {"key": {c["key"]: c for c in credentials or []}}},
-        **kw,
-    )
+    # Consumers and credentials are cached entities: key-auth finds them through the lookup caches, here over
+    # these rows held in memory (MemorySource), as a snapshot built from given rows does.
+    indexes = {
+        "consumers": {"id": {c["id"]: c for c in consumers or []},
+                      "username": {c["username"]: c for c in consumers or [] if c.get("username")}},
+        "keyauth_credentials": {"key": {c["key"]: c for c in credentials or []}},
+    }
+    return PluginIndex(rows, indexes=indexes, **kw)
 
 
 def redis_up() -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import asyncio
 from typing import Any
 
 import orjson
@@ -203,10 +203,11 @@ async def test_logical_or_skips_when_already_authenticated() -> None:
 
 
 async def test_credential_ttl_expiry_is_checked_at_request_time() -> None:
-    cred = {"id": new_id(), "key": "short", "consumer": {"id": BOB["id"]}, "ttl": 2}
-    p = plan_for(creds=[cred], loaded_at=time.time())
+    # `ttl` is what remained when the key was read: it expires that many seconds after, cached or not
+    cred = {"id": new_id(), "key": "short", "consumer": {"id": BOB["id"]}, "ttl": 1}
+    p = plan_for(creds=[cred])
     assert await run_access(p, ctx("apikey=short")) is None
-    p = plan_for(creds=[cred], loaded_at=time.time() - 3)  # same snapshot, read 3 s ago
+    await asyncio.sleep(1.05)
     e = await run_access(p, ctx("apikey=short"))
     assert e is not None and e.message == "Unauthorized"
     expired = dict(cred, ttl=0)

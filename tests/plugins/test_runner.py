@@ -75,7 +75,7 @@ def row(name: str, tag: str, *, route: bool = False, service: bool = False, cons
 
 
 def make(rows: list[dict[str, Any]]) -> PluginIndex:
-    return PluginIndex(rows, consumers_by_id={CONSUMER: ALICE}, handlers=HANDLERS)
+    return PluginIndex(rows, indexes={"consumers": {"id": {CONSUMER: ALICE}}}, handlers=HANDLERS)
 
 
 def ctx(scheme: str = "http") -> Context:

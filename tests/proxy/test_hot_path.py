@@ -199,6 +199,17 @@ def test_plugin_requests_leave_no_cyclic_garbage() -> None:
         ok = b"POST /v1/chat HTTP/1.1\r\nHost: h\r\napikey: secret-key\r\nContent-Length: 2\r\n\r\n{}"
         bad = ok.replace(b"secret-key", b"wrong")
         resp = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+        # First use of each key: a lookup-cache miss, read (here from the snapshot's rows) on the loop. The
+        # loop below measures the hits, which stay synchronous.
+        conn.data_received(ok)
+        loop.run_until_complete(asyncio.sleep(0.05))
+        upstream.data_received(resp)
+        conn.data_received(bad)
+        loop.run_until_complete(asyncio.sleep(0.05))
+        assert b"X-Consumer-ID: " + consumer["id"].encode() in b"".join(up_t.out)
+        assert b"HTTP/1.1 401 Unauthorized" in b"".join(client_t.out)
+        up_t.out.clear()
+        client_t.out.clear()
         gc.collect()
         gc.disable()
         try:

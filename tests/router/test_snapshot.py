@@ -36,8 +36,8 @@ def test_build_snapshot_indexes_rows() -> None:
     assert snap.index("consumers", "id")[CONSUMER["id"]]["username"] == "alice"
     assert snap.index("consumers", "username")["alice"]["id"] == CONSUMER["id"]
     assert snap.index("keyauth_credentials", "key")["secret-key-1"]["id"] == CREDENTIAL["id"]
-    assert set(snap.rows) == set(entity_names())
-    assert snap.rows["routes"][0]["paths"] == ["/llm"]
+    assert set(snap.indexes) == set(entity_names())
+    assert [r["paths"] for r in snap.rows("routes")] == [["/llm"]]
 
 
 def test_snapshot_is_immutable() -> None:

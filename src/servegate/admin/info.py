@@ -60,6 +60,8 @@ async def root(ctx: Ctx) -> Response:
 
 
 async def status(ctx: Ctx) -> Response:
+    from servegate.snapshot import stats as cache_stats
+
     try:
         await ctx.store.config_version()
         reachable = True
@@ -69,7 +71,10 @@ async def status(ctx: Ctx) -> Response:
     except Exception as e:  # any other driver error means "not reachable" too; its text may quote values
         log.error("status: database not reachable: %s", type(e).__name__)
         reachable = False
-    return json_reply(200, {"database": {"reachable": reachable}, "server": server_counters(ctx)})
+    body = {"database": {"reachable": reachable}, "server": server_counters(ctx),
+            # servegate's own: the workers' lookup caches (API keys, consumers), summed over the node
+            "servegate": {"caches": cache_stats.read()}}
+    return json_reply(200, body)
 
 
 def server_counters(ctx: Ctx) -> dict[str, int]:

@@ -293,27 +293,20 @@ def encode_query(args: Mapping[str, QueryValue]) -> str:
 class Lookups:
     """Snapshot data a plugin may bind to when it compiles its config (never mutated)."""
 
-    consumers_by_id: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    # Every declared entity's rows by field: indexes[entity][field][value] -> row (id and endpoint key).
+    # The held entities' rows by field: indexes[entity][field][value] -> row (id and endpoint key). A plugin
+    # whose compile() reads an entity here names it in `Plugin.binds`, so that its change recompiles plugins.
     indexes: Mapping[str, Mapping[str, Mapping[Any, Mapping[str, Any]]]] = field(default_factory=dict)
-    # When the snapshot was read (epoch seconds): a credential's `ttl` counts from here.
+    # When the snapshot was read (epoch seconds).
     loaded_at: float = 0.0
     # Per-snapshot data plugins derive at compile time (shared by all instances of a plugin).
     derived: dict[str, Any] = field(default_factory=dict)
-    _by_username: dict[str, Mapping[str, Any]] | None = None
+    # The worker's lookup caches (servegate.snapshot.cache.Caches) for cached entities (consumers,
+    # credentials): `caches.named(plugin)` is a bounded LRU invalidated by change events, `caches.source.find`
+    # reads a row on a miss. They outlive the snapshot.
+    caches: Any = None
 
     def index(self, entity: str, by: str) -> Mapping[Any, Mapping[str, Any]]:
         return self.indexes.get(entity, {}).get(by, {})
-
-    def consumer_by_id_or_username(self, ref: str) -> Mapping[str, Any] | None:
-        c = self.consumers_by_id.get(ref)
-        if c is not None:
-            return c
-        if self._by_username is None:
-            self._by_username = {
-                row["username"]: row for row in self.consumers_by_id.values() if row.get("username")
-            }
-        return self._by_username.get(ref)
 
 
 # Compiled builds (mypyc) must still accept plugins written as plain Python classes.
@@ -344,6 +337,8 @@ class Plugin:
     # of its subsystem (store.migrations.Migration), registered with the plugin.
     daos: ClassVar[tuple[Any, ...]] = ()
     migrations: ClassVar[tuple[Any, ...]] = ()
+    # Entities whose snapshot rows `compile` reads through `lookups.indexes`: their change recompiles plugins.
+    binds: ClassVar[tuple[str, ...]] = ()
 
     # ClassVars, not instance attributes: compiled (mypyc) classes would otherwise give every instance a
     # None attribute that hides the subclass's method.

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import hmac
+import logging
 import time
-from collections.abc import Awaitable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from servegate import KONG_VERSION
 from servegate.plugins import body as body_codec
 from servegate.plugins import register
-from servegate.plugins.base import Context, HeaderPreset, Lookups, Plugin
+from servegate.plugins.base import Context, Exit, HeaderPreset, Lookups, Plugin
 from servegate.schema import checks
 from servegate.schema.entities import tags_field, timestamp_field, unique_string_field, uuid_field
 from servegate.schema.fields import Entity, Field
+from servegate.snapshot.cache import MISS, LookupCache, RowSource, Tag
 from servegate.store.migrations import Migration, sql
 
 ERR_NO_KEY = "No API key found in request"
@@ -54,6 +56,7 @@ KEYAUTH_CREDENTIALS = Entity(
     admin_name="key-auths",
     nested_name="key-auth",
     ttl=True,
+    cached=True,
     has_updated_at=False,
     fields=(
         ("id", uuid_field()),
@@ -97,8 +100,12 @@ MIGRATIONS = (
 )
 
 
-# (stored key as bytes, consumer, credential, consumer headers) of a key that resolves to a consumer
-_Known = tuple[bytes, Mapping[str, Any], Mapping[str, Any], HeaderPreset]
+# What a key resolves to, cached per worker: (stored key as bytes, consumer, credential, consumer headers,
+# absolute expiry or None); None when it resolves to no consumer (negative entry).
+_Known = tuple[bytes, Mapping[str, Any], Mapping[str, Any], HeaderPreset, float | None]
+CREDENTIALS = KEYAUTH_CREDENTIALS.name
+CONSUMERS = "consumers"
+log = logging.getLogger("servegate.plugins.key-auth")
 
 
 class _Fail(Exception):  # noqa: N818 - internal signal: authentication failed with a 401 message
@@ -108,10 +115,9 @@ class _Fail(Exception):  # noqa: N818 - internal signal: authentication failed w
 
 class KeyAuthConf:
     __slots__ = ("names", "hide", "anonymous", "in_header", "in_query", "in_body",
-                 "run_on_preflight", "www_auth", "lookups", "credentials", "expiry", "known")
+                 "run_on_preflight", "www_auth", "cache", "source")
 
-    def __init__(self, config: Mapping[str, Any], lookups: Lookups, expiry: Mapping[str, float],
-                 known: dict[str, _Known]) -> None:
+    def __init__(self, config: Mapping[str, Any], lookups: Lookups) -> None:
         # (name as configured, header to look up, fallback header with '_' as '-')
         self.names = tuple(
             (n, n.lower(), n.lower().replace("_", "-") if "_" in n else None)
@@ -125,23 +131,10 @@ class KeyAuthConf:
         self.run_on_preflight = config.get("run_on_preflight", True) is not False
         realm = config.get("realm")
         self.www_auth = f'Key realm="{realm}"' if realm is not None else "Key"
-        self.lookups = lookups
-        self.credentials = lookups.index(KEYAUTH_CREDENTIALS.name, "key")
-        self.expiry = expiry
-        # key -> what it resolves to in this snapshot; shared by every key-auth instance of the snapshot
-        self.known = known
-
-
-def _credential_expiry(lookups: Lookups) -> dict[str, float]:
-    """Absolute expiry (epoch s) of every credential created with a ttl, by credential id."""
-    out: dict[str, float] = {}
-    for cred in lookups.index(KEYAUTH_CREDENTIALS.name, "key").values():
-        exp = cred.get("expires_at")
-        if exp is None and cred.get("ttl") is not None:
-            exp = lookups.loaded_at + float(cred["ttl"])
-        if exp is not None:
-            out[cred["id"]] = float(exp)
-    return out
+        # The worker's key cache (keys -> _Known), shared by every key-auth instance and snapshot: a bounded
+        # LRU with negative entries, filled from the store on a miss, invalidated by change events.
+        self.cache: LookupCache = lookups.caches.named("key-auth")
+        self.source: RowSource = lookups.caches.source
 
 
 class KeyAuth(Plugin):
@@ -155,11 +148,7 @@ class KeyAuth(Plugin):
     migrations = MIGRATIONS
 
     def compile(self, row: Mapping[str, Any], lookups: Lookups) -> KeyAuthConf:
-        expiry = lookups.derived.get("key-auth:expiry")
-        if expiry is None:
-            expiry = lookups.derived["key-auth:expiry"] = _credential_expiry(lookups)
-        known = lookups.derived.setdefault("key-auth:known", {})
-        return KeyAuthConf(row.get("config") or {}, lookups, expiry, known)
+        return KeyAuthConf(row.get("config") or {}, lookups)
 
     def redact_query_args(self, config: Mapping[str, Any]) -> Iterable[str]:
         return [n for n in config.get("key_names") or () if isinstance(n, str)]
@@ -172,90 +161,139 @@ class KeyAuth(Plugin):
             return None
         if conf.in_body:
             return self._access_with_body(ctx, conf)
-        self._run(ctx, conf, None, None)
-        return None
+        return self._run(ctx, conf, None, None)
 
     async def _access_with_body(self, ctx: Context, conf: KeyAuthConf) -> None:
         content_type = ctx.header("content-type")
         raw = await ctx.body()
-        self._run(ctx, conf, body_codec.decode(content_type, raw), (content_type, raw))
+        pending = self._run(ctx, conf, body_codec.decode(content_type, raw), (content_type, raw))
+        if pending is not None:
+            await pending
 
     def _run(self, ctx: Context, conf: KeyAuthConf, body: dict[str, Any] | None,
-             raw_body: tuple[str | None, bytes] | None) -> None:
+             raw_body: tuple[str | None, bytes] | None) -> Awaitable[None] | None:
+        """Synchronous on a cache hit (the common case); an awaitable only when the key must be read."""
         try:
-            consumer, credential, preset = self._authenticate(ctx, conf, body, raw_body)
+            key = _find_key(ctx, conf, body, raw_body)
+            entry = conf.cache.get(key)
+            if entry is MISS:
+                return self._run_missed(ctx, conf, key)
+            _accept(ctx, key, entry)
         except _Fail as fail:
-            if conf.anonymous is None:
-                ctx.exit(401, fail.message, {"WWW-Authenticate": conf.www_auth})
-            anon = conf.lookups.consumer_by_id_or_username(conf.anonymous)
-            if anon is None:
-                ctx.exit(500)
-            _set_consumer(ctx, anon, None, _preset(anon, None))
-            return
-        _set_consumer(ctx, consumer, credential, preset)
+            return _fail(ctx, conf, fail)
+        return None
 
-    def _authenticate(self, ctx: Context, conf: KeyAuthConf, body: dict[str, Any] | None,
-                      raw_body: tuple[str | None, bytes] | None) -> tuple[Mapping[str, Any], Mapping[str, Any], HeaderPreset]:
-        key: str | None = None
-        headers = ctx.headers
-        for name, hname, alt in conf.names:
-            v: Any = None
-            found_header = None
-            if conf.in_header:
-                v = headers.get(hname)
-                found_header = hname
-                if v is None and alt is not None:
-                    v = headers.get(alt)
-                    found_header = alt
-            if v is None and conf.in_query:
-                v = ctx.query().get(name)
-            if v is None and body is not None:
-                v = body.get(name)
-            if isinstance(v, str):
-                key = v
-                if conf.hide:
-                    _hide(ctx, name, found_header if conf.in_header else None, raw_body)
+    async def _run_missed(self, ctx: Context, conf: KeyAuthConf, key: str) -> None:
+        try:
+            entry = await _lookup(conf, key, lambda: _resolve(conf.source, key))
+            _accept(ctx, key, entry)
+        except _Fail as fail:
+            pending = _fail(ctx, conf, fail)
+            if pending is not None:
+                await pending
+
+
+def _find_key(ctx: Context, conf: KeyAuthConf, body: dict[str, Any] | None,
+              raw_body: tuple[str | None, bytes] | None) -> str:
+    headers = ctx.headers
+    for name, hname, alt in conf.names:
+        v: Any = None
+        found_header = None
+        if conf.in_header:
+            v = headers.get(hname)
+            found_header = hname
+            if v is None and alt is not None:
+                v = headers.get(alt)
+                found_header = alt
+        if v is None and conf.in_query:
+            v = ctx.query().get(name)
+        if v is None and body is not None:
+            v = body.get(name)
+        if isinstance(v, str):
+            if conf.hide:
+                _hide(ctx, name, found_header if conf.in_header else None, raw_body)
+            if not v:
                 break
-            if isinstance(v, (list, dict)):
-                raise _Fail(ERR_DUPLICATE)
-        if not key:
-            raise _Fail(ERR_NO_KEY)
-
-        # Python's str hash is SipHash keyed with a per-process random secret, so how long a dict
-        # probe takes does not depend on how much of a guessed key matches a stored one; string
-        # equality (a memcmp) only runs on a full 64-bit keyed-hash match. The hit is confirmed
-        # with compare_digest so that the final comparison is constant-time as well.
-        entry = conf.known.get(key)
-        if entry is None:
-            entry = _known(conf, key)
-        key_bytes, consumer, cred, preset = entry
-        if not hmac.compare_digest(key_bytes, key.encode()):
-            raise _Fail(ERR_INVALID)
-        exp = conf.expiry.get(cred["id"])
-        if exp is not None and time.time() >= exp:
-            raise _Fail(ERR_INVALID)
-        return consumer, cred, preset
+            return v
+        if isinstance(v, (list, dict)):
+            raise _Fail(ERR_DUPLICATE)
+    raise _Fail(ERR_NO_KEY)
 
 
-_KNOWN_MAX = 65536
-
-
-def _known(conf: KeyAuthConf, key: str) -> _Known:
-    """What a key resolves to, computed once per snapshot and key; _Fail when it resolves to no consumer
-    (such keys are not cached)."""
-    cred = conf.credentials.get(key)
-    if cred is None or cred.get("ttl") == 0:
+def _accept(ctx: Context, key: str, entry: _Known | None) -> None:
+    if entry is None:
         raise _Fail(ERR_INVALID)
+    key_bytes, consumer, cred, preset, expires = entry
+    # The cache is a dict keyed by the presented key: Python's str hash is SipHash keyed with a per-process
+    # secret, so how long a probe takes does not depend on how much of a guessed key matches a stored one,
+    # and string equality only runs on a full 64-bit keyed-hash match. compare_digest makes the final
+    # comparison constant-time as well.
+    if not hmac.compare_digest(key_bytes, key.encode()):
+        raise _Fail(ERR_INVALID)
+    if expires is not None and time.time() >= expires:
+        raise _Fail(ERR_INVALID)
+    _set_consumer(ctx, consumer, cred, preset)
+
+
+def _fail(ctx: Context, conf: KeyAuthConf, fail: _Fail) -> Awaitable[None] | None:
+    """401, or the anonymous consumer when one is configured."""
+    if conf.anonymous is None:
+        ctx.exit(401, fail.message, {"WWW-Authenticate": conf.www_auth})
+    ref = conf.anonymous
+    anon = conf.cache.get(("consumer", ref))
+    if anon is MISS:
+        return _anonymous_missed(ctx, conf, ref)
+    _set_anonymous(ctx, anon)
+    return None
+
+
+async def _anonymous_missed(ctx: Context, conf: KeyAuthConf, ref: str) -> None:
+    _set_anonymous(ctx, await _lookup(conf, ("consumer", ref), lambda: _consumer(conf.source, ref)))
+
+
+def _set_anonymous(ctx: Context, anon: Mapping[str, Any] | None) -> None:
+    if anon is None:  # Kong: the configured anonymous consumer does not exist
+        ctx.exit(500)
+    _set_consumer(ctx, anon, None, _preset(anon, None))
+
+
+async def _lookup(conf: KeyAuthConf, key: Any, compute: Callable[[], Awaitable[tuple[Any, list[Tag]]]]) -> Any:
+    """The cache's value for a missed key; a store that cannot answer fails this request alone (500)."""
+    try:
+        return await conf.cache.load(key, compute)
+    except Exception as e:  # the database is down or refused the read: never cached, never the key in the log
+        log.warning("key-auth: lookup failed (%s); answering 500", type(e).__name__)
+        raise Exit(500, None, None) from None
+
+
+async def _resolve(source: RowSource, key: str) -> tuple[_Known | None, list[Tag]]:
+    """Read what `key` resolves to; the tags name every row it was built from (and the key itself, so that
+    creating it drops a negative entry)."""
+    tags: list[Tag] = [(CREDENTIALS, "key", key)]
+    cred = await source.find(CREDENTIALS, "key", key)
+    if cred is None:
+        return None, tags
+    tags.append((CREDENTIALS, "id", cred["id"]))
     ref = cred.get("consumer")
     consumer_id = ref.get("id") if isinstance(ref, Mapping) else ref
-    consumer = conf.lookups.consumers_by_id.get(consumer_id) if consumer_id else None
-    if consumer is None:
-        raise _Fail(ERR_INVALID)
-    entry = (str(cred.get("key", "")).encode(), consumer, cred, _preset(consumer, cred))
-    if len(conf.known) >= _KNOWN_MAX:
-        conf.known.clear()
-    conf.known[key] = entry
-    return entry
+    if not isinstance(consumer_id, str):
+        return None, tags
+    tags.append((CONSUMERS, "id", consumer_id))
+    consumer = await source.find(CONSUMERS, "id", consumer_id)
+    ttl = cred.get("ttl")
+    if consumer is None or ttl == 0:
+        return None, tags
+    expires = time.time() + float(ttl) if ttl is not None else None
+    return (str(cred.get("key", "")).encode(), consumer, cred, _preset(consumer, cred), expires), tags
+
+
+async def _consumer(source: RowSource, ref: str) -> tuple[Mapping[str, Any] | None, list[Tag]]:
+    """The consumer `ref` names, by id or else by username (Kong's anonymous)."""
+    tags: list[Tag] = [(CONSUMERS, "id", ref), (CONSUMERS, "username", ref)]
+    consumer = await source.find(CONSUMERS, "id", ref) or await source.find(CONSUMERS, "username", ref)
+    if consumer is not None:
+        tags.append((CONSUMERS, "id", consumer["id"]))
+    return consumer, tags
 
 
 def _hide(ctx: Context, name: str, header: str | None, raw_body: tuple[str | None, bytes] | None) -> None:

@@ -177,6 +177,14 @@ async def _await_phase(ctx: Context, items: list[tuple[Plugin, Any]], phase: str
         await rest
 
 
+def plugin_inputs() -> frozenset[str]:
+    """The entities whose change means rebuilding the plugin index: plugins, and what a loaded plugin's
+    compile() reads from the snapshot (Plugin.binds)."""
+    from servegate.plugins import handlers
+
+    return frozenset({"plugins", *(name for h in handlers().values() for name in h.binds)})
+
+
 class PluginIndex:
     """Enabled plugin instances of one snapshot, grouped for fast plan building."""
 
@@ -184,19 +192,23 @@ class PluginIndex:
         self,
         plugin_rows: Iterable[Mapping[str, Any]],
         *,
-        consumers_by_id: Mapping[str, Mapping[str, Any]] | None = None,
         indexes: Mapping[str, Mapping[str, Mapping[Any, Mapping[str, Any]]]] | None = None,
         handlers: Mapping[str, Plugin] | None = None,
         loaded_at: float | None = None,
+        caches: Any = None,
     ) -> None:
         if handlers is None:
             from servegate.plugins import handlers as registered
 
             handlers = registered()
+        if caches is None:
+            from servegate.snapshot.cache import Caches, MemorySource
+
+            caches = Caches(MemorySource(indexes or {}))
         self.lookups = Lookups(
-            consumers_by_id=consumers_by_id or {},
             indexes=indexes or {},
             loaded_at=time.time() if loaded_at is None else loaded_at,
+            caches=caches,
         )
         # name -> list of (rank-relevant scope, Bound)
         self._by_name: dict[str, list[tuple[str | None, str | None, str | None, Bound]]] = {}

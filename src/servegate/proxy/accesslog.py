@@ -33,8 +33,8 @@ def key_names_of(snapshot: object) -> frozenset[str]:
     from servegate.plugins import get_handler
 
     names = set(REDACT_QUERY_ARGS)
-    rows = getattr(snapshot, "rows", None)
-    for row in (rows.get("plugins") or ()) if rows is not None else ():
+    rows = getattr(snapshot, "rows", None)  # Snapshot.rows(entity)
+    for row in rows("plugins") if callable(rows) else ():
         name = row.get("name")
         handler = get_handler(name) if isinstance(name, str) else None
         if handler is not None:

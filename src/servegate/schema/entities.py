@@ -317,6 +317,7 @@ def _consumer_checks(row: Mapping[str, Any]) -> list[str] | None:
 CONSUMERS = Entity(
     name="consumers",
     endpoint_key="username",
+    cached=True,
     fields=(
         ("id", uuid_field()),
         ("created_at", timestamp_field()),

@@ -107,6 +107,9 @@ class Entity:
     unknown_subschema: Callable[[Mapping[str, Any]], dict[str, Any] | None] | None = None
     # Kong's extra list filter by a unique field on the collection (consumers: GET /consumers?custom_id=v).
     list_filter: str | None = None
+    # Rows that grow with users (consumers, credentials): not held in every worker's snapshot but looked up
+    # through the worker's bounded cache on use (servegate.snapshot.cache), as Kong's mem cache does.
+    cached: bool = False
 
     def field_map(self) -> dict[str, Field]:
         return dict(self.fields)
