@@ -1,16 +1,25 @@
 """Router micro-benchmark: build time and µs per match on a synthetic 10,000-route configuration.
 
     python benchmarks/router_bench.py [--routes 10000] [--scaling]
+    PYTHONPATH=.build/compiled python benchmarks/router_bench.py     # the mypyc build (scripts/build-compiled)
 
 Route mix (per 10,000): 55% prefix paths (a third with a plain host), 15% one shared path across tenant hosts,
 10% regex paths, 10% wildcard hosts + prefix, 8% method-limited prefixes, 2% header-matched routes.
 "uncached" calls the lookup behind the LRU (every request a cache miss); "cached" repeats one request;
 "linear_scan_miss" is an unindexed scan of the same ranked matchers, for comparison.
+
+Builds: "build_ms" from scratch; "rebuild_1_ms" with one route row changed and ``previous=`` the first router
+(the others reuse their matchers); "async_*" run ``Router.build`` on an event loop beside a task that only
+yields, whose longest wait between two turns is the longest slice the build held the loop ("max_slice",
+median of 5 runs). "async_max_gc_ms" is the longest garbage-collector pause seen during those async runs: a full
+collection stops the loop wherever it lands, build or not, and can be the longest slice.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import gc
 import random
 import statistics
 import sys
@@ -20,8 +29,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+# After PYTHONPATH, so that a compiled build given there is the one measured.
+sys.path.append(str(Path(__file__).resolve().parents[1] / "src"))
 
+import servegate.proxy.router as router_module  # noqa: E402
 from servegate.proxy.router import Router  # noqa: E402
 
 SERVICE = {"id": "5b0f6a28-4c3b-4d0c-9e6f-3f6d2d2a0001", "path": "/v1", "enabled": True}
@@ -105,11 +116,75 @@ def per_call_us(fn: Callable[[], Any], loops: int) -> float:
     return best * 1e6
 
 
+def best_ms(fn: Callable[[], Any], runs: int) -> float:
+    best = float("inf")
+    for _ in range(runs):
+        gc.collect()
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best * 1e3
+
+
+class GcPauses:
+    """The longest garbage-collector pause while installed (gc.callbacks)."""
+
+    def __init__(self) -> None:
+        self.longest = 0.0
+        self._start = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.longest = max(self.longest, time.perf_counter() - self._start)
+
+
+def async_build(routes: list[dict[str, Any]], previous: Router | None, runs: int = 5) -> dict[str, float]:
+    """Router.build beside a task that only yields: best total ms, median longest slice ms, longest GC ms."""
+
+    async def one() -> tuple[float, float]:
+        turns: list[float] = []
+        building = True
+
+        async def ticker() -> None:
+            while building:
+                turns.append(time.perf_counter())
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(ticker())
+        await asyncio.sleep(0)
+        t0 = time.perf_counter()
+        await Router.build(routes, {SERVICE["id"]: SERVICE}, previous=previous)
+        total = time.perf_counter() - t0
+        building = False
+        await task
+        return total, max(b - a for a, b in zip(turns, turns[1:], strict=False))
+
+    pauses = GcPauses()
+    totals, slices = [], []
+    for _ in range(runs):
+        gc.collect()
+        gc.callbacks.append(pauses)
+        try:
+            total, longest = asyncio.run(one())
+        finally:
+            gc.callbacks.remove(pauses)
+        totals.append(total)
+        slices.append(longest)
+    return {"ms": min(totals) * 1e3, "max_slice_ms": statistics.median(slices) * 1e3, "gc": pauses.longest * 1e3}
+
+
 def bench(n: int, loops: int) -> dict[str, float]:
     routes = make_routes(n)
-    t0 = time.perf_counter()
-    router = Router(routes, {SERVICE["id"]: SERVICE})
-    build_ms = (time.perf_counter() - t0) * 1e3
+    services = {SERVICE["id"]: SERVICE}
+    build_ms = best_ms(lambda: Router(routes, services), 3)
+    router = Router(routes, services)
+    changed = list(routes)
+    changed[n // 2] = {**routes[n // 2], "strip_path": not routes[n // 2]["strip_path"]}
+    rebuild_ms = best_ms(lambda: Router(changed, services, previous=router), 5)
+    full = async_build(routes, None)
+    re1 = async_build(changed, router)
     ranked = router._matchers  # noqa: SLF001 — benchmark looks at the ranking to pick first/last routes
     first, last = ranked[0].route, ranked[-1].route
 
@@ -138,7 +213,15 @@ def bench(n: int, loops: int) -> dict[str, float]:
     check(cases["miss"], None)
     assert router.match(*cases["last"]) is not None
 
-    out = {"build_ms": build_ms}
+    out = {
+        "build_ms": build_ms,
+        "rebuild_1_ms": rebuild_ms,
+        "async_build_ms": full["ms"],
+        "async_build_max_slice_ms": full["max_slice_ms"],
+        "async_rebuild_1_ms": re1["ms"],
+        "async_rebuild_max_slice_ms": re1["max_slice_ms"],
+        "async_max_gc_ms": max(full["gc"], re1["gc"]),
+    }
     find = router._find_raw  # noqa: SLF001 — the lookup behind the cache
     for name, (m, h, p, hd) in cases.items():
         out[f"{name}_uncached_us"] = per_call_us(lambda m=m, h=h, p=p, hd=hd: find(m, h, None, p, hd), loops)
@@ -168,7 +251,9 @@ def main() -> None:
     sizes = [1_000, args.routes, 50_000] if args.scaling else [args.routes]
     rows = {n: bench(n, args.loops) for n in sizes}
     keys = list(next(iter(rows.values())))
-    print(f"python {sys.version.split()[0]}; best of 5 x {args.loops} calls")
+    compiled = not (router_module.__file__ or "").endswith(".py")
+    print(f"python {sys.version.split()[0]}; router {'compiled' if compiled else 'pure Python'}; "
+          f"best of 5 x {args.loops} calls")
     print(f"{'metric':<26}" + "".join(f"{n:>12,}" for n in sizes))
     for k in keys:
         print(f"{k:<26}" + "".join(f"{rows[n][k]:>12.2f}" for n in sizes))

@@ -330,7 +330,7 @@ class _Bucket:
         self.other: _Ranked | None = None
 
     def push(self, rank: int, m: _Matcher) -> None:
-        """File ``m`` ahead of what is already here: the build pushes matchers from the lowest rank up."""
+        """File ``m`` ahead of what is already here: the build pushes matchers from the worst-ranked up."""
         if m.index_hosts:
             for h in m.index_hosts:
                 self.by_host[h] = _Ranked(rank, m, self.by_host.get(h))
@@ -473,7 +473,7 @@ class Router:
         # itself, the literal head of a regex, or "" (path-less routes, regexes without a literal head).
         buckets: dict[str, _Bucket] = {}
         header_names: set[str] = set()
-        for rank in range(len(ranked) - 1, -1, -1):  # lowest rank first: each push goes ahead of the chain
+        for rank in range(len(ranked) - 1, -1, -1):  # worst-ranked first: each push goes ahead of the chain
             m = ranked[rank]
             for rule in m.headers:
                 header_names.update(rule.names)
