@@ -35,6 +35,7 @@ HOT_MODULES = [
     "src/servegate/plugins/ratelimit/local.py",
     "src/servegate/plugins/ratelimit/shm.py",
     "src/servegate/plugins/ratelimit/windows.py",
+    "src/servegate/snapshot/cache.py",
 ]
 
 
