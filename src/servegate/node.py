@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import dataclasses
 import errno
+import gc
 import logging
 import os
 import signal
@@ -145,6 +146,15 @@ async def restart_plugins(worker: Any, settings: Settings, store: Any) -> Any:
         return Worker(worker.id, settings.workers, settings, store)
 
 
+def settle_heap() -> None:
+    """Before serving: collect once, then move every object alive now (modules, the start-up snapshot, plugin
+    state: they live as long as the worker) out of the garbage collector's sight. A full collection scans every
+    tracked object; a configuration change allocates new ones and so brings full collections sooner, and with
+    10,000 routes one took 40 ms of the event loop. Objects frozen here are still freed by reference counting."""
+    gc.collect()
+    gc.freeze()
+
+
 async def start_proxy(settings: Settings, holder: Any) -> Any:
     """A started ProxyServer on settings.proxy_listen; StartupError names the address it could not bind."""
     from servegate.listeners import address, describe
@@ -231,6 +241,7 @@ async def run_worker(settings: Settings, *, with_admin: bool, reread: Reread | N
     # are applied at once (the other workers and nodes poll them).
     admin = await start_admin(settings, store, feed.refresh) if with_admin else None
     status = await start_status(settings, store) if with_admin else None
+    settle_heap()
     proxy = await start_proxy(settings, holder)
     log.info("proxy listening on %s (pid %d)", ", ".join(str(x) for x in settings.proxy_listen), os.getpid())
     draining: set[asyncio.Task[None]] = set()
