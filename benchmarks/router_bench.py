@@ -9,10 +9,13 @@ Route mix (per 10,000): 55% prefix paths (a third with a plain host), 15% one sh
 "linear_scan_miss" is an unindexed scan of the same ranked matchers, for comparison.
 
 Builds: "build_ms" from scratch; "rebuild_1_ms" with one route row changed and ``previous=`` the first router
-(the others reuse their matchers); "async_*" run ``Router.build`` on an event loop beside a task that only
-yields, whose longest wait between two turns is the longest slice the build held the loop ("max_slice",
-median of 5 runs). "async_max_gc_ms" is the longest garbage-collector pause seen during those async runs: a full
-collection stops the loop wherever it lands, build or not, and can be the longest slice.
+(an update: it copies only what that route touches); "rebuild_1_new_objects" the objects that rebuild makes for
+the garbage collector to track; "async_*" run ``Router.build`` on an event loop beside a task that only yields,
+whose longest wait between two turns (or from the last one to the build's end) is the longest slice the build
+held the loop ("max_slice", median of 5 runs). "async_max_gc_ms" is the longest garbage-collector pause seen
+during those async runs ("async_rebuild_max_gc_ms": during the 1-route ones): a full collection stops the loop
+wherever it lands, build or not, and can be the longest slice. "storm_*": 200 rebuilds in a row, each from the
+last, after a create, an edit and a delete (see ``storm``): mean ms per rebuild, longest garbage-collector pause.
 """
 
 from __future__ import annotations
@@ -126,6 +129,21 @@ def best_ms(fn: Callable[[], Any], runs: int) -> float:
     return best * 1e3
 
 
+def new_objects(fn: Callable[[], Any]) -> float:
+    """Net objects for the garbage collector to track made by ``fn()`` (what it keeps, and what it makes and
+    drops; the collector's generation 0 counter, with the collector off meanwhile)."""
+    gc.collect()
+    gc.disable()
+    try:
+        before = gc.get_count()[0]
+        kept = fn()
+        made = gc.get_count()[0] - before
+    finally:
+        gc.enable()
+    del kept
+    return float(made)
+
+
 class GcPauses:
     """The longest garbage-collector pause while installed (gc.callbacks)."""
 
@@ -155,11 +173,16 @@ def async_build(routes: list[dict[str, Any]], previous: Router | None, runs: int
         task = asyncio.create_task(ticker())
         await asyncio.sleep(0)
         t0 = time.perf_counter()
-        await Router.build(routes, {SERVICE["id"]: SERVICE}, previous=previous)
-        total = time.perf_counter() - t0
+        # Held until measured: freeing a 10,000-route router takes milliseconds, which are not the build's.
+        router = await Router.build(routes, {SERVICE["id"]: SERVICE}, previous=previous)
+        done = time.perf_counter()
+        del router
+        total = done - t0
         building = False
         await task
-        return total, max(b - a for a, b in zip(turns, turns[1:], strict=False))
+        # The build's end closes its last slice (a build that never yields is one slice).
+        marks = [t for t in turns if t < done] + [done]
+        return total, max(b - a for a, b in zip(marks, marks[1:], strict=False))
 
     pauses = GcPauses()
     totals, slices = [], []
@@ -175,6 +198,39 @@ def async_build(routes: list[dict[str, Any]], previous: Router | None, runs: int
     return {"ms": min(totals) * 1e3, "max_slice_ms": statistics.median(slices) * 1e3, "gc": pauses.longest * 1e3}
 
 
+def storm(routes: list[dict[str, Any]], rebuilds: int = 200) -> dict[str, float]:
+    """The scale benchmark's write storm, as the configuration feed sees it: per poll a route is created, one
+    edited (its new row moves to the end of the list) and one deleted, and the router rebuilt from the last one
+    with ``Router.build``. Mean ms per rebuild, and the longest garbage-collector pause meanwhile."""
+    rnd = random.Random(5)
+    services = {SERVICE["id"]: SERVICE}
+    by_id = {r["id"]: r for r in routes}
+    extra = make_routes(rebuilds, seed=77)
+    pauses = GcPauses()
+
+    async def run() -> float:
+        router = await Router.build(list(by_id.values()), services)
+        gc.collect()
+        gc.callbacks.append(pauses)
+        spent = 0.0
+        try:
+            for i in range(rebuilds):
+                by_id[extra[i]["id"]] = extra[i]
+                edited = by_id.pop(rnd.choice(list(by_id)))
+                by_id[edited["id"]] = {**edited, "strip_path": not edited["strip_path"]}
+                del by_id[rnd.choice(list(by_id))]
+                new_routes = list(by_id.values())
+                t0 = time.perf_counter()
+                router = await Router.build(new_routes, services, previous=router)
+                spent += time.perf_counter() - t0
+        finally:
+            gc.callbacks.remove(pauses)
+        return spent
+
+    spent = asyncio.run(run())
+    return {"ms": spent / rebuilds * 1e3, "gc": pauses.longest * 1e3}
+
+
 def bench(n: int, loops: int) -> dict[str, float]:
     routes = make_routes(n)
     services = {SERVICE["id"]: SERVICE}
@@ -183,9 +239,11 @@ def bench(n: int, loops: int) -> dict[str, float]:
     changed = list(routes)
     changed[n // 2] = {**routes[n // 2], "strip_path": not routes[n // 2]["strip_path"]}
     rebuild_ms = best_ms(lambda: Router(changed, services, previous=router), 5)
+    rebuild_objects = new_objects(lambda: Router(changed, services, previous=router))
     full = async_build(routes, None)
     re1 = async_build(changed, router)
-    ranked = router._matchers  # noqa: SLF001 — benchmark looks at the ranking to pick first/last routes
+    stormed = storm(routes)
+    ranked = router._ranked()  # noqa: SLF001 — benchmark looks at the ranking to pick first/last routes
     first, last = ranked[0].route, ranked[-1].route
 
     def check(req: tuple[str, str | None, str, dict[str, str]], want: dict[str, Any] | None) -> None:
@@ -216,11 +274,15 @@ def bench(n: int, loops: int) -> dict[str, float]:
     out = {
         "build_ms": build_ms,
         "rebuild_1_ms": rebuild_ms,
+        "rebuild_1_new_objects": rebuild_objects,
         "async_build_ms": full["ms"],
         "async_build_max_slice_ms": full["max_slice_ms"],
         "async_rebuild_1_ms": re1["ms"],
         "async_rebuild_max_slice_ms": re1["max_slice_ms"],
         "async_max_gc_ms": max(full["gc"], re1["gc"]),
+        "async_rebuild_max_gc_ms": re1["gc"],
+        "storm_rebuild_ms": stormed["ms"],
+        "storm_max_gc_ms": stormed["gc"],
     }
     find = router._find_raw  # noqa: SLF001 — the lookup behind the cache
     for name, (m, h, p, hd) in cases.items():

@@ -14,7 +14,8 @@ import pytest
 from router_rows import SERVICE_ID, make_router, route_row, service_row
 from router_spec_cases import SCENARIOS
 
-from servegate.proxy.router import Match, Router, _order_key
+from servegate.proxy.router import Match, Router
+from servegate.proxy.router_build import _order_key
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "router_bench.py"
 
@@ -28,7 +29,7 @@ def _bench_module() -> Any:
 
 
 def _matchers_of(router: Router, route: dict[str, Any]) -> list[Any]:
-    return [m for m in router._matchers if m.route is route]
+    return [m for m in router._ranked() if m.route is route]
 
 
 def _answer(match: Match | None) -> tuple[Any, ...] | None:
@@ -39,7 +40,7 @@ def _answer(match: Match | None) -> tuple[Any, ...] | None:
 
 
 def _ranking(router: Router) -> list[tuple[int, str]]:
-    return [(id(m.route), m.order) for m in router._matchers]
+    return [(id(m.route), m.order) for m in router._ranked()]
 
 
 def test_unchanged_routes_reuse_their_matchers() -> None:
@@ -60,7 +61,7 @@ def test_unchanged_routes_reuse_their_matchers() -> None:
 
     for route in (multi, plain):
         assert [id(m) for m in _matchers_of(r1, route)] == [id(m) for m in _matchers_of(r0, route)]
-    old_ids = {id(m) for m in r0._matchers}
+    old_ids = {id(m) for m in r0._ranked()}
     assert _matchers_of(r1, changed2) and not {id(m) for m in _matchers_of(r1, changed2)} & old_ids
     # Same route row, new service row: compiled afresh against the new service.
     fresh = _matchers_of(r1, on_other)
@@ -135,7 +136,7 @@ def test_old_router_keeps_its_answers_after_a_rebuild() -> None:
     catch_all = [route_row(paths=["/"], hosts=["h1.test"], methods=["GET"])]
     new_routes = kept + twins + catch_all
     new = Router(new_routes, {SERVICE_ID: svc}, previous=old)
-    shared = {id(m) for m in old._matchers} & {id(m) for m in new._matchers}
+    shared = {id(m) for m in old._ranked()} & {id(m) for m in new._ranked()}
     assert len(shared) >= len(kept)
 
     reference = make_router(new_routes, svc)
@@ -192,7 +193,7 @@ async def test_async_build_matches_constructor_on_bench_mix() -> None:
     changed[7] = {**routes[7], "strip_path": False}
     rebuilt = await Router.build(changed, services, previous=built, slice_s=0)
     assert _ranking(rebuilt) == _ranking(Router(changed, services))
-    assert len({id(m) for m in rebuilt._matchers} - {id(m) for m in built._matchers}) == 1
+    assert len({id(m) for m in rebuilt._ranked()} - {id(m) for m in built._ranked()}) == 1
     rnd = random.Random(3)
     reqs = [bench.request_for(r) for r in rnd.sample(routes, 1000)]
     reqs.append(("GET", "nohost.test", "/not/routed", {}))
