@@ -8,7 +8,7 @@ their events become cache invalidations (`tags`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -18,7 +18,7 @@ from servegate.snapshot.cache import Tag
 from servegate.snapshot.model import Index, Indexes, Row, index_fields, index_rows
 from servegate.store.changes import DELETE, RELOAD, UPSERT, Change
 
-__all__ = ["Applied", "apply_changes", "replace_entity", "row_tags"]
+__all__ = ["Applied", "apply_changes", "apply_steps", "replace_entity", "row_tags"]
 
 Decode = Callable[[str, dict[str, Any]], Row]
 
@@ -111,6 +111,19 @@ class _Editor:
 def apply_changes(indexes: Indexes, changes: Iterable[Change], entities: Mapping[str, Entity],
                   decode: Decode) -> Applied:
     """The indexes after `changes`, and what else must follow (reloads, cache invalidations)."""
+    steps = apply_steps(indexes, changes, entities, decode)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def apply_steps(indexes: Indexes, changes: Iterable[Change], entities: Mapping[str, Entity],
+                decode: Decode) -> Generator[None, None, Applied]:
+    """`apply_changes` one change at a time: yields after each, so that a caller on the event loop can let
+    requests through during a large batch (decoding a row is most of the cost); returns the Applied. Nothing
+    the caller's snapshot can reach is changed meanwhile."""
     ed = _Editor(indexes, entities)
     out = Applied(indexes)
     for ch in changes:
@@ -127,6 +140,7 @@ def apply_changes(indexes: Indexes, changes: Iterable[Change], entities: Mapping
                 if not parent.cached and parent.name not in out.reload:
                     out.reload.add(parent.name)
                 todo.extend(child for child, _ in ed.cascades.get(parent.name, ()) if child.name not in out.reload)
+            yield
             continue
         if ch.op == UPSERT and ch.row is not None:
             row = decode(e.name, ch.row)
@@ -142,6 +156,7 @@ def apply_changes(indexes: Indexes, changes: Iterable[Change], entities: Mapping
             if not e.cached:
                 out.changed.add(e.name)
             out.changed.update(t[0] for t in out.tags[before:])
+        yield
     out.changed -= {name for name, e in entities.items() if e.cached}
     out.indexes = ed.result()
     return out

@@ -14,12 +14,12 @@ import contextlib
 import logging
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from servegate.proxy.router import Router
-from servegate.snapshot.apply import apply_changes, replace_entity
+from servegate.snapshot.apply import apply_steps, replace_entity
 from servegate.snapshot.holder import SnapshotHolder
 from servegate.snapshot.model import Snapshot, declared, load_snapshot, plugin_index
 
@@ -28,6 +28,24 @@ __all__ = ["ROUTER_INPUTS", "SnapshotFeed"]
 log = logging.getLogger("servegate")
 
 ROUTER_INPUTS = frozenset({"routes", "services"})
+# How long the feed works on the event loop before it lets requests through (a batch of a write storm's events
+# takes several ms to decode and apply; the router build uses the same slice).
+SLICE_S = 0.001
+
+T = TypeVar("T")
+
+
+async def sliced(steps: Generator[None, None, T], slice_s: float = SLICE_S) -> T:
+    """Run a generator of small steps to its return value, giving the event loop a turn every `slice_s`."""
+    deadline = time.perf_counter() + slice_s
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+        if time.perf_counter() >= deadline:
+            await asyncio.sleep(0)
+            deadline = time.perf_counter() + slice_s
 
 
 def _plugin_inputs() -> frozenset[str]:
@@ -74,7 +92,7 @@ class SnapshotFeed:
 
     async def _apply(self, current: Snapshot, version: int, changes: list[Any]) -> None:
         entities = {e.name: e for e in declared()}
-        done = apply_changes(current.indexes, changes, entities, self.store.decode_row)
+        done = await sliced(apply_steps(current.indexes, changes, entities, self.store.decode_row))
         indexes = done.indexes
         for name in sorted(done.reload):
             indexes = replace_entity(indexes, entities[name], await self.store.all(name))

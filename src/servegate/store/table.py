@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from servegate.schema import errors as _errors
 from servegate.schema.fields import Entity
 from servegate.schema.validate import column_error
@@ -160,7 +162,7 @@ class Table:
             elif v is None:
                 pass
             elif f.type in JSON_TYPES:
-                v = json.loads(v)
+                v = _loads(v)
             elif f.type == "boolean":
                 v = dialect.from_db_bool(v)
             elif f.type == "integer" and isinstance(v, float) and v.is_integer():
@@ -171,6 +173,16 @@ class Table:
             if expiry is not None:
                 row[TTL] = max(0, math.floor(expiry - now))
         return row
+
+
+def _loads(text: str) -> Any:
+    """A JSON column's value. orjson reads them several times faster (a change event or a reload decodes every
+    JSON column of every row); json takes what orjson refuses (integers over 64 bits, NaN), so any stored value
+    reads back as before."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 def _fk_id(v: Any) -> Any:
