@@ -149,19 +149,24 @@ def _storm(raw: dict[str, Any]) -> list[str]:
             why = _failed(res) or _failed(s) or _failed(r)
             if why or not isinstance(r, dict):
                 why = why or "not run"
-                rows.append([store, str(w), f"failed: {why}", "", "", ""])
+                rows.append([store, str(w), f"failed: {why}", "", "", "", ""])
                 continue
             q, st, wr = r["quiet"], r["storm"], r["writes"]
             where = " (CPU 1; storm through a control node on CPU 0)" if r.get("control") else (
                 " (CPU 1)" if r.get("pinned") else " (unpinned)")
+            d = r.get("decoy")
+            dw = r.get("decoy_writes") or {}
             rows.append([store, f"{w}" + where,
                          f"{_num(q.get('rps'), '{:,.0f}')}, {_num(q.get('p50_ms'), '{:.2f}')} / {_num(q.get('p99_ms'), '{:.2f}')}",
+                         (f"{_num(d.get('rps'), '{:,.0f}')}, {_num(d.get('p50_ms'), '{:.2f}')} / "
+                          f"{_num(d.get('p99_ms'), '{:.2f}')} ({_num(dw.get('writes_per_s'), '{:,.0f}')} writes/s)")
+                         if isinstance(d, dict) else "",
                          f"{_num(st.get('rps'), '{:,.0f}')}, {_num(st.get('p50_ms'), '{:.2f}')} / {_num(st.get('p99_ms'), '{:.2f}')}",
                          _num(r.get("p99_diff_ms"), "{:+.2f}"),
                          f"{_num(wr['writes_per_s'], '{:,.0f}')}/s, {wr['errors']} errors"
                          f"; wrk non-2xx/socket errors {int(q.get('errors', 0))} / {int(st.get('errors', 0))}"])
-    return _table(["store", "workers", "quiet RPS, p50 / p99 ms", "storm RPS, p50 / p99 ms", "p99 diff ms",
-                   "storm writes"], rows)
+    return _table(["store", "workers", "quiet RPS, p50 / p99 ms", "decoy storm RPS, p50 / p99 ms",
+                   "storm RPS, p50 / p99 ms", "p99 diff ms (storm - decoy, or - quiet)", "storm writes"], rows)
 
 
 def _prop(raw: dict[str, Any]) -> list[str]:

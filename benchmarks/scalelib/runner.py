@@ -159,17 +159,27 @@ def _measure_size(ctx: Ctx, db: Database, n: int, hit_keys: list[str], picker: K
 
 
 def _storm(ctx: Ctx, kind: str) -> dict[str, Any]:
-    """Its own database: the base consumers with keys and `routes` routes /r{i} next to the key-auth route."""
+    """Its own database: the base consumers with keys and `routes` routes /r{i} next to the key-auth route. With
+    a control-node setup, a second such database (the decoy) takes the same storm once, so that the cost of the
+    storm's CPU on the load generator's side is measured apart from the proxy applying its events."""
     db = open_database(kind, ctx.workdir, "routes", ctx.pg_url)
+    decoy = open_database(kind, ctx.workdir, "decoy", ctx.pg_url)
     db.create()
     out: dict[str, Any] = {"routes": ctx.plan.routes}
+    wants_decoy = any(m.endswith("+ctl") for m in ctx.plan.storm_workers)
     try:
         out["fill"] = asyncio.run(_fill_routes(ctx, db))
         log(f"{kind}: {ctx.plan.routes:,} routes filled in {out['fill']['seconds']:.1f} s")
+        if wants_decoy:
+            decoy.create()
+            asyncio.run(_fill_routes(ctx, decoy))
         for workers in ctx.plan.storm_workers:
-            out[f"w{workers}"] = _guard(f"storm workers={workers}", functools.partial(_storm_one, ctx, db, workers))
+            out[f"w{workers}"] = _guard(f"storm workers={workers}",
+                                        functools.partial(_storm_one, ctx, db, workers, decoy))
     finally:
         db.drop()
+        if wants_decoy:
+            decoy.drop()
     return out
 
 
@@ -181,30 +191,43 @@ async def _fill_routes(ctx: Ctx, db: Database) -> dict[str, Any]:
         return {"seconds": seconds, "bulk": f.bulk}
 
 
-def _storm_one(ctx: Ctx, db: Database, mode: str) -> dict[str, Any]:
+def _storm_one(ctx: Ctx, db: Database, mode: str, decoy: Database) -> dict[str, Any]:
     """`mode`: "1", "2" (workers of the measured node, which also takes the storm) or "1+ctl" (one worker; the
-    storm goes through a second node on CPU 0, the load generator's CPU)."""
+    storm goes through a control node on CPU 0, the load generator's CPU: first on the decoy database, which
+    the measured node does not read, then on its own; the difference is what applying the events costs)."""
     workers = 2 if mode == "2" else 1
     pinned = workers == 1  # as benchlib: one worker on CPU 1; two workers unpinned, sharing CPU 0 with the load
     tag = "w" + mode.replace("+", "")
     node = _start(ctx, db, f"{db.kind}-storm-{tag}", ctx.plan.base, workers=workers, pinned=pinned)
-    control: Node | None = None
-    try:
-        if mode.endswith("+ctl"):
-            control = _start(ctx, db, f"{db.kind}-storm-{tag}-control", ctx.plan.base, workers=1, pinned=False,
+    key = key_of(1)
+
+    def load() -> dict[str, Any]:
+        return run_wrk(node.target(key), 64, ctx.plan.load_s, ctx.workdir)
+
+    def storm_through(target: Database | None, label: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        control = None
+        if target is not None:
+            control = _start(ctx, target, f"{db.kind}-storm-{tag}-{label}", ctx.plan.base, workers=1, pinned=False,
                              cpus=LOAD_CPUS)
-        key = key_of(1)
+        try:
+            return asyncio.run(storm_while(control or node, ctx.plan, load, PROP_CONSUMER, f"{tag}{label}"))
+        finally:
+            if control is not None:
+                control.stop()
+
+    try:
         _warm(node, ctx, key)
-        quiet = run_wrk(node.target(key), 64, ctx.plan.load_s, ctx.workdir)
-        loaded, storm = asyncio.run(storm_while(
-            control or node, ctx.plan, lambda: run_wrk(node.target(key), 64, ctx.plan.load_s, ctx.workdir),
-            PROP_CONSUMER, tag))
-        diff = loaded["p99_ms"] - quiet["p99_ms"] if "p99_ms" in loaded and "p99_ms" in quiet else None
-        log(f"  storm {mode}: quiet p99 {_ms(quiet.get('p99_ms'))}, storm p99 {_ms(loaded.get('p99_ms'))}, "
-            f"{storm['writes_per_s']:.0f} writes/s")
-        return {"pinned": pinned, "control": control is not None, "quiet": quiet, "storm": loaded, "writes": storm,
-                "p99_diff_ms": diff}
+        quiet = load()
+        out: dict[str, Any] = {"pinned": pinned, "control": mode.endswith("+ctl"), "quiet": quiet}
+        baseline = quiet
+        if out["control"]:
+            out["decoy"], out["decoy_writes"] = storm_through(decoy, "decoy")
+            baseline = out["decoy"]
+        loaded, storm = storm_through(db if out["control"] else None, "ctl")
+        diff = loaded["p99_ms"] - baseline["p99_ms"] if "p99_ms" in loaded and "p99_ms" in baseline else None
+        log(f"  storm {mode}: quiet p99 {_ms(quiet.get('p99_ms'))}, baseline p99 {_ms(baseline.get('p99_ms'))}, "
+            f"storm p99 {_ms(loaded.get('p99_ms'))}, {storm['writes_per_s']:.0f} writes/s")
+        out.update(storm=loaded, writes=storm, p99_diff_ms=diff)
+        return out
     finally:
         node.stop()
-        if control is not None:
-            control.stop()
