@@ -26,6 +26,7 @@ HOT_MODULES = [
     "src/servegate/proxy/prep.py",
     "src/servegate/proxy/router.py",
     "src/servegate/proxy/router_build.py",
+    "src/servegate/proxy/matchers.py",
     "src/servegate/proxy/server.py",
     "src/servegate/proxy/states.py",
     "src/servegate/proxy/upstream.py",

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from router_rows import make_router, route_row
 
-from servegate.proxy.router_build import _compile_path_regex, _literal_head, split_host_port
+from servegate.proxy.matchers import _compile_path_regex, _literal_head, split_host_port
 
 
 @pytest.mark.parametrize(
@@ -36,7 +36,7 @@ def test_literal_head(pattern: str, head: str) -> None:
 
 
 def _sorted_matchers(routes: list[dict[str, Any]]) -> list[Any]:
-    from servegate.proxy.router_build import Matcher, _group_paths
+    from servegate.proxy.matchers import Matcher, _group_paths
 
     ms = [Matcher(r, None, g) for r in routes for g in _group_paths(r.get("paths"))]
     ms.sort(key=lambda m: (m.priority, m.route_id), reverse=True)

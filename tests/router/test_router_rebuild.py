@@ -14,8 +14,8 @@ import pytest
 from router_rows import SERVICE_ID, make_router, route_row, service_row
 from router_spec_cases import SCENARIOS
 
+from servegate.proxy.matchers import _order_key
 from servegate.proxy.router import Match, Router
-from servegate.proxy.router_build import _order_key
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "router_bench.py"
 

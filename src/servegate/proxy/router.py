@@ -27,7 +27,8 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
-from servegate.proxy.router_build import Index, Matcher, build_index, ranked, split_host_port
+from servegate.proxy.matchers import Matcher, split_host_port
+from servegate.proxy.router_build import Index, build_index, ranked
 
 __all__ = ["Match", "Router", "split_host_port"]
 
