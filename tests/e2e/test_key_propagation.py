@@ -7,26 +7,11 @@ import asyncio
 import time
 import uuid
 
-import pytest
 from test_nodes import configure, fire
 
-from helpers import Servegate, fake_backend
-from support import create_pg_database, drop_pg_database
+from helpers import Servegate
 
 BOUND_S = 2.0  # db_update_frequency is 0.25 s; the rest is slack for a loaded test machine
-
-
-@pytest.fixture(scope="module")
-def backend():
-    with fake_backend() as url:
-        yield url
-
-
-@pytest.fixture
-def pg_db():
-    name, dsn = create_pg_database("servegate_keys")
-    yield dsn
-    drop_pg_database(name)
 
 
 def until(urls: list[str], key: str, want: int) -> float:

@@ -5,30 +5,11 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from pathlib import Path
 
 import aiohttp
 import pytest
 
-from helpers import Servegate, fake_backend
-from support import create_pg_database, drop_pg_database
-
-FAKE = Path(__file__).resolve().parents[2] / "tests" / "proxy" / "fake_openai.py"
-
-
-@pytest.fixture(scope="module")
-def backend():
-    if not FAKE.exists():
-        pytest.skip("fake backend not available")
-    with fake_backend() as url:
-        yield url
-
-
-@pytest.fixture
-def pg_db():
-    name, dsn = create_pg_database("servegate_nodes")
-    yield dsn
-    drop_pg_database(name)
+from helpers import Servegate
 
 
 async def fire(urls: list[str], n: int, headers: dict[str, str] | None = None) -> list[int]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import uuid
+from pathlib import Path
 from typing import Any
 
 from servegate.proxy.router import Router
@@ -66,3 +68,15 @@ def service_row(**fields: Any) -> dict[str, Any]:
 def make_router(routes: list[dict[str, Any]], *services: dict[str, Any]) -> Router:
     svcs = services or (service_row(),)
     return Router(routes, {s["id"]: s for s in svcs})
+
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "router_bench.py"
+
+
+def bench_module() -> Any:
+    """benchmarks/router_bench.py loaded as a module (its route mix, its request shapes)."""
+    spec = importlib.util.spec_from_file_location("router_bench", BENCH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -4,28 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import importlib.util
 import random
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
-from router_rows import SERVICE_ID, make_router, route_row, service_row
+from router_rows import SERVICE_ID, bench_module, make_router, route_row, service_row
 from router_spec_cases import SCENARIOS
 
 from servegate.proxy.matchers import _order_key
 from servegate.proxy.router import Match, Router
-
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "router_bench.py"
-
-
-def _bench_module() -> Any:
-    spec = importlib.util.spec_from_file_location("router_bench", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _matchers_of(router: Router, route: dict[str, Any]) -> list[Any]:
@@ -182,7 +170,7 @@ async def test_async_build_matches_constructor_on_spec_cases(name: str) -> None:
 
 
 async def test_async_build_matches_constructor_on_bench_mix() -> None:
-    bench = _bench_module()
+    bench = bench_module()
     routes = bench.make_routes(3000)
     services = {bench.SERVICE["id"]: bench.SERVICE}
     sync = Router(routes, services)
@@ -203,7 +191,7 @@ async def test_async_build_matches_constructor_on_bench_mix() -> None:
 
 
 async def test_async_build_lets_other_tasks_run() -> None:
-    bench = _bench_module()
+    bench = bench_module()
     routes = bench.make_routes(10_000)
     services = {bench.SERVICE["id"]: bench.SERVICE}
     turns: list[float] = []

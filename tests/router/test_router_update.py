@@ -5,31 +5,21 @@ allocate few objects."""
 from __future__ import annotations
 
 import gc
-import importlib.util
 import random
-from pathlib import Path
 from typing import Any
 
 import pytest
-from router_rows import SERVICE_ID, route_row, service_row
+from router_rows import SERVICE_ID, bench_module, route_row, service_row
 from router_spec_cases import SCENARIOS
 
 from servegate.proxy.router import Match, Router
 from servegate.proxy.router_build import Index, _Diff, _diff_steps
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "router_bench.py"
 OTHER_ID = "5b0f6a28-4c3b-4d0c-9e6f-3f6d2d2a0002"
 THIRD_ID = "5b0f6a28-4c3b-4d0c-9e6f-3f6d2d2a0003"
 
 Request = tuple[str, str | None, str, dict[str, Any], int | None, str | None]
 
-
-def _bench_module() -> Any:
-    spec = importlib.util.spec_from_file_location("router_bench", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _answer(match: Match | None) -> tuple[Any, ...] | None:
@@ -216,7 +206,7 @@ def test_spec_cases_after_removing_and_restoring_each_route(name: str) -> None:
 
 
 def test_bench_mix_write_storm() -> None:
-    bench = _bench_module()
+    bench = bench_module()
     rnd = random.Random(11)
     routes = bench.make_routes(3000)
     services = {bench.SERVICE["id"]: bench.SERVICE}
@@ -368,7 +358,7 @@ async def test_async_update_equals_the_constructor() -> None:
 
 
 def test_one_route_rebuild_at_10k_allocates_few_objects() -> None:
-    bench = _bench_module()
+    bench = bench_module()
     routes = bench.make_routes(10_000)
     services = {bench.SERVICE["id"]: bench.SERVICE}
     router = Router(routes, services)
