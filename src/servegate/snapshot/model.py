@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import logging
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -15,8 +14,6 @@ from servegate.schema.fields import Entity
 from servegate.snapshot.cache import Caches, MemorySource
 
 __all__ = ["Snapshot", "SnapshotStore", "build_snapshot", "entity_names", "held_entities", "load_snapshot"]
-
-log = logging.getLogger(__name__)
 
 Row = dict[str, Any]
 Index = Mapping[Any, Row]
