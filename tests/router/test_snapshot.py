@@ -10,6 +10,7 @@ import pytest
 from router_rows import route_row, service_row
 
 from servegate.snapshot import SnapshotHolder, build_snapshot, entity_names, load_snapshot
+from servegate.snapshot.feed import SnapshotFeed
 
 CONSUMER = {"id": "c0000000-0000-4000-8000-000000000001", "username": "alice", "custom_id": None,
             "created_at": 0, "updated_at": 0, "tags": None}
@@ -92,10 +93,11 @@ async def test_load_snapshot_from_sqlite_store(tmp_path: Path) -> None:
         assert match.upstream_path == "/v1/models"
 
         holder = SnapshotHolder(snap, with_plugins=False)
-        assert await holder.refresh(store) is False
+        feed = SnapshotFeed(store, holder, 1.0)
+        assert await feed.refresh() is False
         await store.insert("routes", process_input(
             by_name["routes"], {"name": "r2", "paths": ["/other"], "service": {"id": svc["id"]}}, op="insert"))
-        assert await holder.refresh(store) is True
+        assert await feed.refresh() is True
         assert holder.current is not snap
         assert holder.current.router.match("GET", None, "/other", {}) is not None
         assert snap.router.match("GET", None, "/other", {}) is None

@@ -13,6 +13,7 @@ from servegate.admin.http import Request
 from servegate.schema.entities import declared
 from servegate.schema.errors import DaoError
 from servegate.snapshot import SnapshotHolder, build_snapshot
+from servegate.snapshot.feed import SnapshotFeed
 from servegate.store import Store, open_store_url
 
 
@@ -39,8 +40,9 @@ async def test_batch_commits_once_with_one_version_bump(store: Store, store_url:
         assert await other.config_version() == v0 + 1
         assert len(await other.all("keyauth_credentials")) == 5
         # one version step: one rebuild, however many rows the batch wrote
-        assert await holder.refresh(other) is True
-        assert await holder.refresh(other) is False
+        feed = SnapshotFeed(other, holder, 1.0)
+        assert await feed.refresh() is True
+        assert await feed.refresh() is False
     finally:
         await other.close()
 
