@@ -119,6 +119,9 @@ def configure_shared(settings: Settings, column: int) -> None:
     from servegate.plugins.node import shared
 
     shared.configure(os.path.join(settings.prefix, shared.FILE_NAME), column, settings.workers + 1)
+    from servegate.proxy.balancer import health
+
+    health.configure(settings.prefix)
 
 
 async def start_plugins(settings: Settings, store: Any, worker_id: int) -> Any:
@@ -155,12 +158,12 @@ def settle_heap() -> None:
     gc.freeze()
 
 
-async def start_proxy(settings: Settings, holder: Any) -> Any:
+async def start_proxy(settings: Settings, holder: Any, worker_id: int = 0) -> Any:
     """A started ProxyServer on settings.proxy_listen; StartupError names the address it could not bind."""
     from servegate.listeners import address, describe
     from servegate.proxy.server import ProxyServer
 
-    proxy = ProxyServer(settings, holder)
+    proxy = ProxyServer(settings, holder, health_checks=worker_id == 0)
     try:
         await proxy.start()
     except OSError as e:  # includes ssl.SSLError (a certificate that does not load)
@@ -242,7 +245,7 @@ async def run_worker(settings: Settings, *, with_admin: bool, reread: Reread | N
     admin = await start_admin(settings, store, feed.refresh) if with_admin else None
     status = await start_status(settings, store) if with_admin else None
     settle_heap()
-    proxy = await start_proxy(settings, holder)
+    proxy = await start_proxy(settings, holder, worker_id)
     log.info("proxy listening on %s (pid %d)", ", ".join(str(x) for x in settings.proxy_listen), os.getpid())
     draining: set[asyncio.Task[None]] = set()
     while await signals.get() == "reload":
@@ -250,7 +253,7 @@ async def run_worker(settings: Settings, *, with_admin: bool, reread: Reread | N
         if new is None or not _hold_for_reload(holds, new):
             continue
         try:
-            fresh = await start_proxy(new, holder)
+            fresh = await start_proxy(new, holder, worker_id)
         except Exception as e:  # a bad certificate, an address taken meanwhile: keep serving as before
             log.error("reload: cannot start the proxy with the new settings (%s); keeping the running one", e)
             continue
@@ -410,6 +413,9 @@ def start(settings: Settings, reread: Reread | None = None) -> int:
         from servegate.plugins.node import shared
 
         shared.reset(settings.prefix)  # this node's shared values count from its start
+        from servegate.proxy.balancer import health
+
+        health.reset(settings.prefix)  # and its targets' health starts unknown
         if settings.workers == 1:
             install_event_loop_policy()
             asyncio.run(run_worker(settings, with_admin=True, reread=reread, holds=holds))

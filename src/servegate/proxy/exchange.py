@@ -15,6 +15,7 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any, Final
 
 from servegate.proxy import errorlog, errors, faults, phases
+from servegate.proxy.balancer import relay
 from servegate.proxy.headers import HeaderView, downstream_head, upstream_head
 from servegate.proxy.paths import normalize
 from servegate.proxy.protocols import https_allowed
@@ -47,7 +48,7 @@ class Exchange:
         "status", "bytes_sent", "decode_body", "close_after", "is_head", "plan", "ctx", "host",
         "te_trailers", "close_delimited", "resp_started", "replay_size", "norm_path", "body_copy",
         "body_waiter", "body_override", "corked", "client_ip", "bad_status", "prep", "has_connection",
-        "raw_path", "clen", "bfilters", "head_wait", "req_body_size",
+        "raw_path", "clen", "bfilters", "head_wait", "req_body_size", "bal", "ep", "tried",
     )
 
     def __init__(self, conn: ClientProtocol, method: bytes, url: bytes, headers: list[tuple[bytes, bytes, bytes]],
@@ -147,6 +148,10 @@ class Exchange:
         self.head_wait = False
         # Bytes of a chunked request body (a Content-Length body's size is its header): the log phase's size.
         self.req_body_size = 0
+        # Balanced over an upstream's targets: the balancer, the endpoint of the current try, those tried.
+        self.bal: Any = None
+        self.ep: Any = None
+        self.tried: list[Any] | None = None
 
     # -- start: route, plugins ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -203,6 +208,8 @@ class Exchange:
         self.connect_timeout = prep.connect_timeout
         self.read_timeout = prep.read_timeout
         self.write_timeout = prep.write_timeout
+        if prep.body_key:
+            self.body_copy = []  # prefix-affinity hashes the prompt: keep a copy of the body until placed
         if prep.plan is not None and phases.run_access(self, prep.plan):
             return  # finished (exit) or continuing asynchronously
         self.proceed()
@@ -222,20 +229,30 @@ class Exchange:
 
     def proceed(self, set_headers: list[tuple[bytes, bytes]] | None = None,
                 drop: frozenset[bytes] | None = None, query: bytes | None = None,
-                dest: tuple[tuple[str, int, bool], bytes, bytes] | None = None) -> None:
+                dest: tuple[tuple[str, int, bool] | None, bytes, bytes] | None = None) -> None:
         """Build the upstream request head and open (or reuse) an upstream connection.
 
-        `dest`: (upstream key, Host, target path) a plugin chose instead of the route and service's."""
+        `dest`: (upstream key, Host, target path) a plugin chose instead of the route and service's; the key is
+        None when only the path or scheme changed and the service is balanced over an upstream."""
         if self.state == DONE:
             return
         conn = self.conn
         prep = self.prep
-        if dest is None:
-            self.key = prep.key
-            host = self.host if prep.preserve_host and self.host is not None else prep.host
-            target = prep.target
+        if dest is None or dest[0] is None:
+            bal = prep.balancer
+            if bal is None:
+                self.key = prep.key
+                host = self.host if prep.preserve_host and self.host is not None else prep.host
+            else:
+                if self.ep is None:
+                    self.bal = bal
+                    if not relay.first_pick(self, lambda: self.proceed(set_headers, drop, query, dest)):
+                        return
+                host = self.host if prep.preserve_host and self.host is not None else relay.host_header(self)
+            target = prep.target if dest is None else dest[2]
         else:
-            self.key, host, target = dest
+            key, host, target = dest
+            self.key = key
         target = target + (self.query if query is None else query)
         if self.chunked:
             framing = b"Transfer-Encoding: chunked\r\n"
@@ -273,6 +290,8 @@ class Exchange:
     def connect(self, fresh: bool = False) -> None:
         server = self.conn.server
         self.tries += 1
+        if self.bal is not None and self.tries > 1 and not relay.repick(self):
+            return
         up = None if fresh else server.pool.get(self.key)
         if up is not None:
             self.attach(up)
@@ -309,6 +328,8 @@ class Exchange:
 
     def attempt_failed(self, what: str, *, timeout: bool, exc: BaseException | None = None) -> None:
         """A connect try failed: retry while tries are left, else 502/504."""
+        if self.ep is not None:
+            relay.failed(self, timeout)
         if self.tries < self.max_tries:
             errorlog.upstream(self, _WARN, what, _CONNECTING, exc, f" (try {self.tries} of {self.max_tries}, retrying)")
             self.connect(fresh=True)
@@ -410,6 +431,8 @@ class Exchange:
     def response_head(self, up: UpstreamProtocol, status: int) -> bytes | None:
         """The downstream response head for the upstream's (final) response head; None while an async
         header_filter runs (the upstream protocol then holds the rest until `head_ready`)."""
+        if self.ep is not None and relay.on_head(self, up, status):
+            return None  # retried on another target: `up` was dropped
         self.state = STREAMING
         self.resp_started = True
         # No retry once the response has started: the replay copy and the request head are not needed any
@@ -551,6 +574,8 @@ class Exchange:
         if self.state == DONE:
             return
         self.state = DONE
+        if self.ep is not None:
+            relay.release(self)
         self.pending = []
         self.replay = None
         # Whatever this exchange paused (upstream backpressure, body buffer) no longer applies: a body still

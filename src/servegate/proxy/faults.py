@@ -9,6 +9,7 @@ import logging
 from typing import TYPE_CHECKING, Final
 
 from servegate.proxy import errorlog
+from servegate.proxy.balancer import relay
 from servegate.proxy.states import CONNECTING, DONE, SENT, STREAMING
 
 if TYPE_CHECKING:
@@ -40,6 +41,8 @@ def upstream_lost(ex: Exchange, up: UpstreamProtocol, exc: BaseException | None 
             errorlog.upstream(ex, _ERROR, _lost(exc), _READING_HEAD, exc)
             ex.fail(502)
             return
+        if ex.ep is not None and not up.reused:
+            relay.failed(ex, False)
         if not up.got_bytes and ex.replay is not None:
             if up.reused:
                 # A pooled connection the upstream had already closed: replay for free on a fresh one.
@@ -77,6 +80,8 @@ def upstream_bad(ex: Exchange, up: UpstreamProtocol, *, mid_stream: bool) -> Non
         ex.broken_stream()
     else:
         errorlog.upstream(ex, _ERROR, "upstream sent an invalid header", _READING_HEAD)
+        if ex.ep is not None:
+            relay.failed(ex, False)
         ex.fail(502)
 
 
@@ -108,6 +113,8 @@ def timed_out(ex: Exchange, up: UpstreamProtocol, during: str) -> None:
     up.exchange = None
     up.transport.abort()
     errorlog.upstream(ex, _ERROR, "upstream timed out", during)
+    if ex.ep is not None:
+        relay.failed(ex, True)
     if ex.resp_started:
         ex.broken_stream()
     else:

@@ -111,12 +111,14 @@ def _continue(ex: Exchange, ctx: Context) -> None:
     dest = None
     if ctx.upstream_target is not None or ctx.upstream_scheme is not None or ctx.upstream_path is not None:
         dest = _destination(ex, ctx)
-    ex.body_copy = None
+    if not ex.prep.body_key:
+        ex.body_copy = None
     ex.proceed(set_headers, drop, query, dest)
 
 
-def _destination(ex: Exchange, ctx: Context) -> tuple[tuple[str, int, bool], bytes, bytes]:
-    """(upstream key, Host, target path) after set_target / set_scheme / set_path."""
+def _destination(ex: Exchange, ctx: Context) -> tuple[tuple[str, int, bool] | None, bytes, bytes]:
+    """(upstream key, Host, target path) after set_target / set_scheme / set_path; the key is None when the
+    service is balanced over an upstream and no plugin set a target (the balancer picks one)."""
     prep = ex.prep
     host, port, tls = prep.key
     host_b = ex.host if prep.preserve_host and ex.host is not None else prep.host
@@ -129,6 +131,8 @@ def _destination(ex: Exchange, ctx: Context) -> tuple[tuple[str, int, bool], byt
     target = prep.target
     if ctx.upstream_path is not None:
         target = escape(ctx.upstream_path).encode("utf-8", "surrogateescape")
+    if ctx.upstream_target is None and prep.balancer is not None:
+        return None, host_b, target
     return (host, port, tls), host_b, target
 
 

@@ -16,9 +16,9 @@ CACHE_MAX: Final = 4096
 
 class Prep:
     __slots__ = ("key", "host", "target", "fwd_prefix", "preserve_host", "max_tries", "connect_timeout",
-                 "read_timeout", "write_timeout", "https_only", "plan")
+                 "read_timeout", "write_timeout", "https_only", "plan", "balancer", "body_key")
 
-    def __init__(self, match: Any, plugins: Any) -> None:
+    def __init__(self, match: Any, plugins: Any, balancer: Any = None) -> None:
         route = match.route
         service = match.service
         proto = service.get("protocol") or "http"
@@ -41,12 +41,16 @@ class Prep:
         self.https_only = bool(protocols) and "http" not in protocols and "https" in protocols
         # The plugin phase plan of this route and service (None: no plugin applies).
         self.plan = plugins.plan(route.get("id"), service.get("id")) if plugins else None
+        # The upstream the service's host names (servegate.proxy.balancer), None for a plain host.
+        self.balancer = balancer
+        self.body_key = balancer is not None and balancer.needs_body
 
 
 class PrepCache:
-    __slots__ = ("snapshot", "preps")
+    __slots__ = ("snapshot", "preps", "balancers")
 
-    def __init__(self) -> None:
+    def __init__(self, balancers: Any = None) -> None:
+        self.balancers = balancers
         self.snapshot: Any = None
         self.preps: dict[Any, Prep] = {}
 
@@ -59,5 +63,9 @@ class PrepCache:
         if prep is None:
             if len(preps) >= CACHE_MAX:
                 preps.clear()
-            prep = preps[match] = Prep(match, snapshot.plugins)
+            service = match.service
+            balancers = self.balancers
+            balancer = (balancers.get(snapshot, service["host"])
+                        if balancers is not None and service is not None else None)
+            prep = preps[match] = Prep(match, snapshot.plugins, balancer)
         return prep

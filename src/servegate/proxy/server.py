@@ -10,6 +10,7 @@ from time import monotonic
 from typing import Any, Final
 
 from servegate.proxy.accesslog import AccessLog
+from servegate.proxy.balancer import Balancers
 from servegate.proxy.client import ClientProtocol
 from servegate.proxy.errorlog import loop_exception
 from servegate.proxy.headers import TrustedIps
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 
 
 class ProxyServer:
-    def __init__(self, settings: Any, snapshot_holder: Any) -> None:
+    def __init__(self, settings: Any, snapshot_holder: Any, *, health_checks: bool = True) -> None:
         self.settings = settings
         self.holder = snapshot_holder
         self.conns: set[ClientProtocol] = set()
@@ -43,7 +44,9 @@ class ProxyServer:
             int(getattr(settings, "upstream_keepalive_pool_size", 512)),
             float(getattr(settings, "upstream_keepalive_idle_timeout_s", 60)),
         )
-        self.preps = PrepCache()
+        # Upstreams' balancers, kept across snapshots like the pool; worker 0 of a node runs the active checks.
+        self.balancers = Balancers(checks=health_checks)
+        self.preps = PrepCache(self.balancers)
         # Largest request body a plugin may read (Context.body / json_body); beyond it a 413.
         self.body_cap = int(getattr(settings, "client_body_buffer_size", 16 * 1024 * 1024))
         self.access_log = AccessLog(getattr(settings, "proxy_access_log", "stdout") or "off",
@@ -137,6 +140,7 @@ class ProxyServer:
         if self._sweep_handle is not None:
             self._sweep_handle.cancel()
         self.pool.close_all()
+        self.balancers.stop_all()
         self.access_log.close()
         await asyncio.sleep(0)
 

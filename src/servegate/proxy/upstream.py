@@ -147,6 +147,8 @@ class UpstreamProtocol(asyncio.Protocol):
         self.headbuf = b""
         self.head_done = True
         out = ex.response_head(self, status)
+        if self.exchange is not ex:
+            return  # the exchange left this connection (a balancer retry on another target)
         self.headers = []  # rewritten into `head`; not kept for the length of a stream
         if out is None:
             # An async header_filter runs: hold what followed the head (reading paused) until head_ready.

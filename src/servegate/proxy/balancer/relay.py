@@ -1,0 +1,158 @@
+"""What the relay (proxy/exchange.py) asks of a balancer: place a request, place its retry elsewhere, learn
+each try's outcome, release the endpoint after the last byte. Only exchanges whose service names an upstream
+come here."""
+
+from __future__ import annotations
+
+from time import monotonic
+from typing import TYPE_CHECKING, Any, Final
+
+from servegate.plugins.base import Exit
+from servegate.proxy.balancer import keys
+from servegate.proxy.balancer.core import OVERLOADED, TCP, TIMEOUT, Balancer
+
+if TYPE_CHECKING:
+    from servegate.proxy.exchange import Exchange
+
+NO_PEER: Final = "failure to get a peer from the ring-balancer"
+EWMA_DECAY: Final = 0.3
+
+
+def _key(ex: Exchange, bal: Balancer) -> str | None:
+    if bal.needs_body:
+        body = _parsed_body(ex)
+        return keys.prompt_prefix(body, bal.prefix_chars) if body is not None else None
+    if bal.algorithm.needs_key:
+        return keys.hash_input(ex, bal.upstream)
+    return None
+
+
+def _parsed_body(ex: Exchange) -> Any:
+    ctx = ex.ctx
+    parsed = getattr(ctx, "_json", None) if ctx is not None else None
+    if isinstance(parsed, dict):
+        return parsed  # a plugin already parsed it
+    copy = ex.body_copy
+    if copy is None:
+        return None
+    ex.body_copy = None
+    return b"".join(copy)
+
+
+def first_pick(ex: Exchange, again: Any) -> bool:
+    """Place the request's first try: True when `ex.ep` is set; False when it was answered (no peer) or a task
+    now waits (for the body, or a name's first resolution) and calls `again()` when done."""
+    bal: Balancer = ex.bal
+    if bal.needs_body and not ex.req_done and ex.body_copy is not None:
+        ex.conn.server.loop.create_task(_after_body(ex, again))
+        return False
+    ep = bal.pick(_key(ex, bal), None)
+    if ep is None:
+        balancers = ex.conn.server.balancers
+        if bal.id in balancers.ready:
+            ex.conn.server.loop.create_task(_after_dns(ex, balancers, again))
+            return False
+        ex.bal = None
+        ex.fail(503, NO_PEER, by_kong=True)
+        return False
+    ex.ep = ep
+    ex.key = ep.keys[1 if ex.prep.key[2] else 0]
+    return True
+
+
+async def _after_body(ex: Exchange, again: Any) -> None:
+    from servegate.proxy.phases import read_body
+
+    try:
+        await read_body(ex)
+    except Exit as e:
+        ex.fail(e.status, e.message, by_kong=True)
+        return
+    except Exception:  # the exchange ended meanwhile (client gone)
+        return
+    again()
+
+
+async def _after_dns(ex: Exchange, balancers: Any, again: Any) -> None:
+    await balancers.wait_resolved(ex.bal)
+    bal = ex.bal
+    if bal is None:
+        return
+    if not bal.endpoints:
+        ex.bal = None
+        ex.fail(503, "name resolution failed", by_kong=True)
+        return
+    again()
+
+
+def repick(ex: Exchange) -> bool:
+    """Place a retry, on another endpoint while one is usable; False when it was answered (no peer)."""
+    bal: Balancer = ex.bal
+    old = ex.ep
+    tried = ex.tried
+    if old is not None:
+        if tried is None:
+            tried = ex.tried = []
+        tried.append(old)
+        ex.ep = None
+        bal.release(old)
+    ep = bal.pick(_key(ex, bal) if not bal.needs_body else None, tried)
+    if ep is None:
+        ex.bal = None
+        ex.fail(503, NO_PEER, by_kong=True)
+        return False
+    ex.ep = ep
+    ex.key = ep.keys[1 if ex.prep.key[2] else 0]
+    return True
+
+
+def failed(ex: Exchange, timeout: bool) -> None:
+    """A try failed without a response: the passive checks count it."""
+    ep = ex.ep
+    if ep is not None:
+        ex.bal.failed(ep, TIMEOUT if timeout else TCP)
+
+
+def on_head(ex: Exchange, up: Any, status: int) -> bool:
+    """The response head of a try arrived. True when the exchange retries elsewhere instead (an overloaded
+    engine's 429/503, before anything reached the client)."""
+    bal: Balancer = ex.bal
+    ep = ex.ep
+    if ep is None:
+        return False
+    if ep.ewma or bal.algorithm_name == "latency":
+        took = monotonic() - ex.t_connect
+        ep.ewma = took if not ep.ewma else ep.ewma + EWMA_DECAY * (took - ep.ewma)
+    bal.status(ep, status)
+    if status in OVERLOADED and bal.retry_overload and ex.tries < ex.max_tries and ex.replay is not None:
+        tried = [ep] if ex.tried is None else [*ex.tried, ep]
+        if not bal.has_other(tried):
+            return False
+        ex.up = None
+        up.exchange = None
+        up.transport.abort()
+        ex.pending = list(ex.replay)
+        ex.connect(True)
+        return True
+    return False
+
+
+def release(ex: Exchange) -> None:
+    ep = ex.ep
+    if ep is not None:
+        ex.ep = None
+        ex.bal.release(ep)
+
+
+def host_header(ex: Exchange) -> bytes:
+    """Kong's Host for a balanced request: the upstream's host_header, else the first target's host, with its
+    port unless it is the scheme's default."""
+    bal: Balancer = ex.bal
+    if bal.host_header:
+        return str(bal.host_header).encode()
+    ep = ex.ep
+    tls = ex.prep.key[2]
+    host = f"[{ep.host}]" if ":" in ep.host else ep.host
+    if ep.port == (443 if tls else 80):
+        return host.encode()
+    return f"{host}:{ep.port}".encode()
