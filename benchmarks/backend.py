@@ -243,22 +243,26 @@ def _parse(body: bytes) -> dict | None:
 
 
 async def serve(host: str, port: int) -> None:
+    """Listen on each address of the comma-separated `host` (the balancer variants' three targets are three
+    loopback addresses of this one process)."""
     loop = asyncio.get_running_loop()
     wheel = Wheel(loop)
-    server = await loop.create_server(
-        lambda: Backend(loop, wheel), host, port, backlog=4096, reuse_address=True
-    )
+    servers = [
+        await loop.create_server(lambda: Backend(loop, wheel), h.strip(), port, backlog=4096, reuse_address=True)
+        for h in host.split(",")
+    ]
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     print(f"backend listening on {host}:{port}", flush=True)
     await stop.wait()
-    server.close()
+    for server in servers:
+        server.close()
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--host", default="127.0.0.1", help="address(es) to listen on, comma-separated")
     ap.add_argument("--port", type=int, default=9000)
     args = ap.parse_args()
     uvloop.run(serve(args.host, args.port))

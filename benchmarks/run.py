@@ -31,7 +31,7 @@ from benchlib.load import Target, build_sseclient, wait_proxied_ok  # noqa: E402
 from benchlib.procs import Proc  # noqa: E402
 from benchlib.report import render  # noqa: E402
 from benchlib.scenarios import FULL, QUICK, run_round  # noqa: E402
-from benchlib.systems import BENCH_DIR, REPO, Ctx, SystemFailed, all_systems, free_port  # noqa: E402
+from benchlib.systems import BACKEND_HOSTS, BENCH_DIR, REPO, Ctx, SystemFailed, all_systems, free_port  # noqa: E402
 
 DEFAULT_SYSTEMS = (
     "direct,nginx,aiohttp,servegate-1w,servegate-1w+plugins,servegate-2w,servegate-2w+plugins,litellm"
@@ -70,7 +70,8 @@ def _setup_host() -> None:
 
 def start_backend(workdir: Path) -> tuple[Proc, int]:
     port = free_port()
-    argv = [sys.executable, str(BENCH_DIR / "backend.py"), "--port", str(port)]
+    # Three loopback addresses: the balancer variants' upstream has one target on each.
+    argv = [sys.executable, str(BENCH_DIR / "backend.py"), "--port", str(port), "--host", ",".join(BACKEND_HOSTS)]
     proc = Proc(
         "backend", argv, cpus={0} if (os.cpu_count() or 1) >= 2 else None, log_path=workdir / "backend.log"
     )

@@ -25,6 +25,12 @@ ALL_CPUS = {0, 1}
 REPO = BENCH_DIR.parent
 
 
+# The fake backend listens on these three loopback addresses (benchmarks/run.py).
+BACKEND_HOSTS = ("127.0.0.1", "127.0.0.2", "127.0.0.3")
+LB_ALGORITHMS = ("round-robin", "least-connections", "consistent-hashing", "latency", "least-outstanding",
+                 "prefix-affinity")
+
+
 class SystemFailed(Exception):
     pass
 
@@ -166,13 +172,16 @@ class Servegate(System):
 
     startup_deadline_s = 10.0
 
-    def __init__(self, workers: int, plugins: bool) -> None:
+    def __init__(self, workers: int, plugins: bool, algorithm: str | None = None) -> None:
         super().__init__()
         self.workers = workers
         self.plugins = plugins
-        self.name = f"servegate-{workers}w" + ("+plugins" if plugins else "")
+        self.algorithm = algorithm
+        self.name = f"servegate-{workers}w" + ("+plugins" if plugins else "") + (f"+lb:{algorithm}" if algorithm else "")
         pin = "CPU 1" if workers == 1 else "unpinned, CPUs 0-1 shared with backend and load"
         self.note = f"{workers} worker(s), {pin}" + (", key-auth + rate-limiting (local)" if plugins else "")
+        if algorithm:
+            self.note += f", upstream of 3 targets, {algorithm}"
         self.apikey = "bench-" + secrets.token_hex(16)
         self.prefix: Path | None = None
         self.pythonpath: str | None = None
@@ -237,7 +246,16 @@ class Servegate(System):
         raise SystemFailed("admin API did not answer: " + proc.log_tail())
 
     def _configure(self, ctx: Ctx, admin_port: int) -> None:
-        _admin(admin_port, "POST", "/services", {"name": "bench", "url": ctx.backend_url})
+        if self.algorithm:
+            form = {"name": "bench-upstream", "algorithm": self.algorithm}
+            if self.algorithm == "consistent-hashing":
+                form["hash_on"] = "ip"  # every request then lands on one target: the cost is the hashing's
+            _admin(admin_port, "POST", "/upstreams", form)
+            for host in BACKEND_HOSTS:
+                _admin(admin_port, "POST", "/upstreams/bench-upstream/targets", {"target": f"{host}:{ctx.backend_port}"})
+            _admin(admin_port, "POST", "/services", {"name": "bench", "url": f"http://bench-upstream:{ctx.backend_port}"})
+        else:
+            _admin(admin_port, "POST", "/services", {"name": "bench", "url": ctx.backend_url})
         route = _admin(
             admin_port, "POST", "/services/bench/routes", {"paths[]": "/v1", "strip_path": "false"}
         )
@@ -333,5 +351,8 @@ def all_systems() -> dict[str, System]:
         Servegate(2, False),
         Servegate(2, True),
         LiteLLM(),
+        # The balancer variants (not in the default run): the `servegate-1w` setup behind an upstream of three
+        # targets, one per algorithm, so that the balancer's cost per request shows against `servegate-1w`.
+        *(Servegate(1, False, alg) for alg in LB_ALGORITHMS),
     ]
     return {s.name: s for s in systems}
