@@ -49,6 +49,7 @@ class Exchange:
         "te_trailers", "close_delimited", "resp_started", "replay_size", "norm_path", "body_copy",
         "body_waiter", "body_override", "corked", "client_ip", "bad_status", "prep", "has_connection",
         "raw_path", "clen", "bfilters", "head_wait", "req_body_size", "bal", "ep", "tried",
+        "lb_cookie",
     )
 
     def __init__(self, conn: ClientProtocol, method: bytes, url: bytes, headers: list[tuple[bytes, bytes, bytes]],
@@ -152,6 +153,8 @@ class Exchange:
         self.bal: Any = None
         self.ep: Any = None
         self.tried: list[Any] | None = None
+        # consistent-hashing on a cookie the client did not send: the Set-Cookie line that gives it one.
+        self.lb_cookie: bytes | None = None
 
     # -- start: route, plugins ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -447,7 +450,7 @@ class Exchange:
             self.close_after = True
         if self.plan is not None:
             return phases.response_head(self, up)
-        return self.render_head(up, up.headers, None, False)
+        return self.render_head(up, up.headers, self.lb_cookie, False)
 
     def render_head(self, up: UpstreamProtocol, headers: list[tuple[bytes, bytes]], extra: bytes | None,
                     reframe: bool) -> bytes:

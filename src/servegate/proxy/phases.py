@@ -245,6 +245,8 @@ def _head_after_filter(ex: Exchange, up: UpstreamProtocol, view: ResponseHeaders
     if view is not None and view.changed:
         headers = view.raw(headers)
     extra = _added(ctx)
+    if ex.lb_cookie is not None:
+        extra = (extra or b"") + ex.lb_cookie
     reframe = False
     status = ex.status
     filters = ex.plan.body_filters(ctx)

@@ -50,7 +50,8 @@ class Balancers:
         self.snapshot = snapshot
         ups = snapshot.index("upstreams", "id")
         tgs = snapshot.index("targets", "id")
-        if (ups, tgs) == self.seen or (not ups and not self.by_id):
+        # Indexes are copied on write: the same objects mean no upstream or target changed.
+        if (ups is self.seen[0] and tgs is self.seen[1]) or (not ups and not self.by_id):
             self.seen = (ups, tgs)
             return
         self.seen = (ups, tgs)

@@ -103,7 +103,13 @@ class Latency(Algorithm):
 
 
 def hash32(value: str) -> int:
-    return zlib.crc32(value.encode("utf-8", "surrogateescape"))
+    """CRC-32 with murmur3's finalizer. CRC-32 alone is linear: the points of two targets whose names differ
+    in a few characters were XOR-translates of one set, so a ring shared out equally gave them 29% and 40%
+    of the keys; the finalizer mixes the bits (shares within ~3% of the weights at 10,000 slots)."""
+    h = zlib.crc32(value.encode("utf-8", "surrogateescape"))
+    h = ((h ^ (h >> 16)) * 0x85EBCA6B) & 0xFFFFFFFF
+    h = ((h ^ (h >> 13)) * 0xC2B2AE35) & 0xFFFFFFFF
+    return h ^ (h >> 16)
 
 
 class Ring:

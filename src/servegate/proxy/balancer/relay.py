@@ -4,6 +4,7 @@ come here."""
 
 from __future__ import annotations
 
+import uuid
 from time import monotonic
 from typing import TYPE_CHECKING, Any, Final
 
@@ -23,7 +24,14 @@ def _key(ex: Exchange, bal: Balancer) -> str | None:
         body = _parsed_body(ex)
         return keys.prompt_prefix(body, bal.prefix_chars) if body is not None else None
     if bal.algorithm.needs_key:
-        return keys.hash_input(ex, bal.upstream)
+        up = bal.upstream
+        if up.get("hash_on") == "cookie" and up.get("hash_on_cookie") and keys.one(ex, up, "cookie", "hash_on") is None:
+            # Kong: a client without the cookie gets one (a new UUID), which places this and its next requests.
+            value = str(uuid.uuid4())
+            line = f"Set-Cookie: {up['hash_on_cookie']}={value}; Path={up.get('hash_on_cookie_path') or '/'}\r\n"
+            ex.lb_cookie = line.encode("latin-1")
+            return value
+        return keys.hash_input(ex, up)
     return None
 
 
@@ -103,6 +111,11 @@ def repick(ex: Exchange) -> bool:
         return False
     ex.ep = ep
     ex.key = ep.keys[1 if ex.prep.key[2] else 0]
+    if old is not None and ep is not old and ex.head and not bal.host_header and not (
+            ex.prep.preserve_host and ex.host is not None):
+        # Kong sets the Host of a retry to its new target too (the head is kept for the retry).
+        was = b" HTTP/1.1\r\nHost: " + _host_of(old, ex.prep.key[2]) + b"\r\n"
+        ex.head = ex.head.replace(was, b" HTTP/1.1\r\nHost: " + _host_of(ep, ex.prep.key[2]) + b"\r\n", 1)
     return True
 
 
@@ -150,8 +163,10 @@ def host_header(ex: Exchange) -> bytes:
     bal: Balancer = ex.bal
     if bal.host_header:
         return str(bal.host_header).encode()
-    ep = ex.ep
-    tls = ex.prep.key[2]
+    return _host_of(ex.ep, ex.prep.key[2])
+
+
+def _host_of(ep: Any, tls: bool) -> bytes:
     host = f"[{ep.host}]" if ":" in ep.host else ep.host
     if ep.port == (443 if tls else 80):
         return host.encode()
