@@ -82,3 +82,21 @@ def test_no_target_answers_kongs_ring_balancer_error(node: tuple[Servegate, list
     r = httpx.get(f"{sg.proxy_url}/empty/x")
     assert r.status_code == 503
     assert r.json()["message"] == "failure to get a peer from the ring-balancer"
+
+
+def test_a_named_target_is_resolved_and_reported(node: tuple[Servegate, list[str]]) -> None:
+    sg, targets = node
+    port = targets[0].rsplit(":", 1)[1]
+    _upstream(sg, "byname", [f"localhost:{port}"])
+    r = httpx.get(f"{sg.proxy_url}/byname/__echo")  # the first request waits for the name's first answer
+    assert r.status_code == 200 and host_of(r) == f"localhost:{port}"
+    status, body = sg.admin("GET", "/upstreams/byname/health")
+    assert status == 200
+    addresses = body["data"][0]["data"]["addresses"]
+    assert [(a["ip"], a["port"]) for a in addresses] == [("127.0.0.1", int(port))]
+    _upstream(sg, "nowhere", [f"no-such-host.invalid:{port}"])
+    r = httpx.get(f"{sg.proxy_url}/nowhere/x")
+    assert r.status_code == 503
+    assert r.json()["message"] == "name resolution failed"
+    status, body = sg.admin("GET", "/upstreams/nowhere/health")
+    assert body["data"][0]["health"] == "DNS_ERROR"

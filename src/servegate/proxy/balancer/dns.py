@@ -1,7 +1,7 @@
 """Resolving a target's host name to addresses, with the record's TTL (Kong's resolver honours TTLs too).
 
-Order, as Kong's: the hosts file first (`/etc/hosts`: localhost, Docker's own names), then DNS A and AAAA
-records through dnspython (which reads /etc/resolv.conf, so Docker's embedded DNS works). An IP literal needs
+Order, as Kong's: the hosts file first (`/etc/hosts`: localhost, Docker's own names), then DNS A records, or
+AAAA records for a name without A records, through dnspython (which reads /etc/resolv.conf, so Docker's embedded DNS works). An IP literal needs
 no resolution. Answers are never awaited on a request's path: balancers resolve in the background and keep
 the last good answer (Kong's `dns_stale_ttl`) when a refresh fails.
 """
@@ -68,22 +68,25 @@ async def resolve(host: str) -> tuple[list[str], float]:
         return [host.strip("[]")], float("inf")
     known = hosts_file().get(host.lower())
     if known:
-        return _unique(known), HOSTS_TTL
+        return _first_family(known), HOSTS_TTL
     try:
         import dns.asyncresolver
         import dns.exception
         import dns.resolver
     except ImportError:  # dnspython missing: the system resolver, without TTLs
         return await _getaddrinfo(host)
-    resolver = dns.asyncresolver.get_default_resolver()
+    try:
+        resolver = dns.asyncresolver.get_default_resolver()
+    except dns.exception.DNSException:  # no /etc/resolv.conf: the system resolver, without TTLs
+        return await _getaddrinfo(host)
     addresses: list[str] = []
     ttl = float("inf")
-    missing = 0
     for rdtype in ("A", "AAAA"):
+        if addresses:
+            break  # Kong's record order: A records when there are any, else AAAA
         try:
             answer = await resolver.resolve(host, rdtype, search=True)
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
-            missing += 1
             continue
         except (dns.exception.DNSException, OSError) as e:
             raise OSError(f"dns server error: {e}") from None
@@ -100,7 +103,13 @@ async def _getaddrinfo(host: str) -> tuple[list[str], float]:
         infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except socket.gaierror as e:
         raise NameNotFound(host) from e
-    return _unique([str(info[4][0]) for info in infos]), HOSTS_TTL
+    return _first_family([str(info[4][0]) for info in infos]), HOSTS_TTL
+
+
+def _first_family(addresses: list[str]) -> list[str]:
+    """IPv4 addresses when there are any, else the IPv6 ones (as Kong takes A before AAAA)."""
+    v4 = [a for a in addresses if ":" not in a]
+    return _unique(v4 or addresses)
 
 
 def _unique(addresses: list[str]) -> list[str]:
