@@ -116,6 +116,10 @@ class ProxyServer:
         for conn in list(self.conns):
             conn.check(now)
         self._sweeps += 1
+        balancers = self.balancers
+        if balancers.checks and self.holder.current is not balancers.snapshot and self.holder.current is not None:
+            # The active checker follows the configuration without waiting for a request to its upstream.
+            balancers.sync(self.holder.current)
         if self._sweeps % POOL_SWEEP_EVERY == 0:
             self.pool.sweep(now)
         self.access_log.flush()
