@@ -72,7 +72,8 @@ def test_declaration() -> None:
     consumer = e.field_map()["consumer"]
     assert (consumer.required, consumer.on_delete, consumer.reference) == (True, "cascade", "consumers")
     assert get_entity("key-auths") is e
-    assert list(ENTITIES) == ["services", "routes", "consumers", "plugins", "keyauth_credentials"]
+    assert list(ENTITIES) == ["services", "routes", "consumers", "plugins", "upstreams", "targets",
+                             "keyauth_credentials"]
 
 
 def test_consumer_is_required() -> None:

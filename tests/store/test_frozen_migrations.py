@@ -93,6 +93,7 @@ async def test_registered_migrations_are_grouped_by_subsystem(test_migrations: l
     assert [(m.subsystem, m.name) for m in test_migrations] == [
         ("core", "000_base"),
         ("core", "001_config_changes"),
+        ("core", "002_upstreams_targets"),
         ("key-auth", "000_base_key_auth"),
         (TEST_SUBSYSTEM, "001_consumers_email"),
         (TEST_SUBSYSTEM, "002_widgets"),
@@ -150,13 +151,14 @@ async def test_database_from_before_plugin_owned_entities_upgrades_in_place(stor
     try:
         st = await store.state()
         assert (st.executed, st.new, st.pending) == (["000_base", "key-auth:000_base_key_auth"],
-                                                     ["001_config_changes"], [])
+                                                     ["001_config_changes", "002_upstreams_targets"], [])
         assert (await migrations_cli(store, "up"))[0] == 0
         assert await migrations_cli(store, "up") == (0, ["Database is already up-to-date"])
         assert (await migrations_cli(store, "list"))[0] == 0
         after = await read_catalogue(store)
-        # what 000_base made is kept as it was; 001 added the change events table
-        assert {t: v for t, v in after.items() if t != "config_changes"} == before
+        # what 000_base made is kept as it was; 001 added the change events table, 002 upstreams and targets
+        added = {"config_changes", "upstreams", "targets"}
+        assert {t: v for t, v in after.items() if t not in added} == before
         assert await schema_drift(store) == []
         assert await store.select_by("keyauth_credentials", "key", "k-1") == cred
     finally:

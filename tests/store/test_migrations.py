@@ -31,14 +31,16 @@ async def test_cli_round_trip(raw_store: Store, make: Any) -> None:
     assert "key-auth migrated up to: 000_base_key_auth (executed)" in lines
     code, lines = await migrations_cli(store, "list")
     # Kong's layout: subsystem names right-aligned to the longest one
-    assert code == 0 and lines == ["Executed migrations:", "    core: 000_base, 001_config_changes",
+    assert code == 0 and lines == ["Executed migrations:",
+                                   "    core: 000_base, 001_config_changes, 002_upstreams_targets",
                                    "key-auth: 000_base_key_auth"]
     assert await migrations_cli(store, "up") == (0, ["Database is already up-to-date"])
     assert await migrations_cli(store, "finish") == (0, ["No pending migrations to finish"])
     code, lines = await migrations_cli(store, "status")
     assert code == 0 and json.loads(lines[0]) == {
         "needs_bootstrap": False,
-        "executed_migrations": {"core": ["000_base", "001_config_changes"], "key-auth": ["000_base_key_auth"]},
+        "executed_migrations": {"core": ["000_base", "001_config_changes", "002_upstreams_targets"],
+                                "key-auth": ["000_base_key_auth"]},
         "pending_migrations": {"core": [], "key-auth": []},
         "new_migrations": {"core": [], "key-auth": []},
     }

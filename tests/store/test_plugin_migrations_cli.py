@@ -48,7 +48,7 @@ def test_migrations_commands_run_the_configured_plugins_migrations(tmp_path: Pat
     r = _cli("list", "-p", prefix, env=env)
     assert r.returncode == 0 and r.stdout.splitlines() == [
         "Executed migrations:",
-        "         core: 000_base, 001_config_changes",
+        "         core: 000_base, 001_config_changes, 002_upstreams_targets",
         "     key-auth: 000_base_key_auth",
         "sgtest-things: 000_base_sgtest_things",
     ]

@@ -1,5 +1,6 @@
 """Generates the entity endpoints from the schema declarations (Kong's `endpoints.lua` idea, our code), then
-adds the endpoints plugins declare (Kong's `api.lua`, see servegate.plugins.api)."""
+adds the core entities' own endpoints (upstreams.py: targets, health) and the endpoints plugins declare
+(Kong's `api.lua`, see servegate.plugins.api)."""
 
 from __future__ import annotations
 
@@ -20,22 +21,25 @@ def add_entity_endpoints(table: PathTable) -> None:
     for entity in entities:
         coll = f"/{entity.collection}"
         one = f"{coll}/{{{entity.name}}}"
-        table.add(coll, "GET", crud.collection_get(entity))
-        table.add(coll, "POST", crud.collection_post(entity))
-        table.add(one, "GET", crud.entity_get(entity))
-        table.add(one, "PUT", crud.entity_put(entity))
-        table.add(one, "PATCH", crud.entity_patch(entity))
-        table.add(one, "DELETE", crud.entity_delete(entity))
+        top = entity.admin_top_level  # False: only the nested endpoints below (Kong's targets)
+        if top:
+            table.add(coll, "GET", crud.collection_get(entity))
+            table.add(coll, "POST", crud.collection_post(entity))
+            table.add(one, "GET", crud.entity_get(entity))
+            table.add(one, "PUT", crud.entity_put(entity))
+            table.add(one, "PATCH", crud.entity_patch(entity))
+            table.add(one, "DELETE", crud.entity_delete(entity))
         for fk_field, field in entity.foreign_keys().items():
             parent = entity_named(field.reference or "")
             if parent is None or parent.name not in admin_names:
                 continue
-            # /routes/{routes}/service
-            ref = f"{one}/{fk_field}"
-            table.add(ref, "GET", crud.foreign_get(entity, fk_field, parent))
-            table.add(ref, "PUT", crud.foreign_put(entity, fk_field, parent))
-            table.add(ref, "PATCH", crud.foreign_patch(entity, fk_field, parent))
-            table.add(ref, "DELETE", crud.foreign_delete(entity, fk_field, parent))
+            if top:
+                # /routes/{routes}/service
+                ref = f"{one}/{fk_field}"
+                table.add(ref, "GET", crud.foreign_get(entity, fk_field, parent))
+                table.add(ref, "PUT", crud.foreign_put(entity, fk_field, parent))
+                table.add(ref, "PATCH", crud.foreign_patch(entity, fk_field, parent))
+                table.add(ref, "DELETE", crud.foreign_delete(entity, fk_field, parent))
             # /services/{services}/routes and /services/{services}/routes/{routes}
             nested = f"/{parent.collection}/{{{parent.name}}}/{entity.nested_name or entity.collection}"
             nested_one = f"{nested}/{{{entity.name}}}"
@@ -45,8 +49,16 @@ def add_entity_endpoints(table: PathTable) -> None:
             table.add(nested_one, "PUT", crud.nested_put(parent, entity, fk_field))
             table.add(nested_one, "PATCH", crud.nested_patch(parent, entity, fk_field))
             table.add(nested_one, "DELETE", crud.nested_delete(parent, entity, fk_field))
-    # Last: a plugin endpoint may wrap a generated one.
+    # Then the core entities' own endpoints over the generated ones (Kong's kong/api/routes/<entity>.lua)...
+    add_core_endpoints(table)
+    # ...and last the plugins': a plugin endpoint may wrap a generated one.
     add_plugin_endpoints(table, "admin_api")
+
+
+def add_core_endpoints(table: PathTable) -> None:
+    from servegate.admin import upstreams
+
+    upstreams.add_endpoints(table)
 
 
 def add_plugin_endpoints(table: PathTable, attr: str) -> None:

@@ -6,10 +6,13 @@ Kong's error string.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
+from collections.abc import Mapping
 from typing import Any
 
+from servegate.schema.fields import EntityCheck, Field
 from servegate.schema.paths import normalize_path
 
 # ---------------------------------------------------------------------------------------------
@@ -86,12 +89,13 @@ def _parse_ipv4(address: str) -> tuple[str | None, int | str | None]:
     m = re.fullmatch(r"(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?::(\d+))?", address)
     if not m or any(int(p) > 255 for p in m.groups()[:4]):
         return None, f"invalid ipv4 address: {address}"
+    host = ".".join(m.groups()[:4])
     if m.group(5) is not None:
         port = int(m.group(5))
         if port > 65535:
             return None, PORT_ERROR
-        return address, port
-    return address, None
+        return host, port
+    return host, None
 
 
 def _parse_ipv6(address: str) -> tuple[str | None, int | str | None]:
@@ -133,7 +137,8 @@ def _parse_hostname(address: str) -> tuple[str | None, int | str | None]:
 
 
 def normalize_ip(address: str) -> tuple[dict[str, Any] | None, str | None]:
-    """Classify and parse a host with optional port: ({type, host, port}, None) or (None, error)."""
+    """Classify and parse a host with optional port: ({type, host, port}, None) or (None, error).
+    `host` is without the port (and without the brackets of an IPv6 address)."""
     kind = _hostname_type(address)
     parser = {"ipv4": _parse_ipv4, "ipv6": _parse_ipv6, "name": _parse_hostname}[kind]
     host, port_or_err = parser(address)
@@ -155,6 +160,48 @@ def host(value: str) -> str | None:
 def host_with_optional_port(value: str) -> str | None:
     _, err = normalize_ip(value)
     return err
+
+
+def format_host(value: str, default_port: int | None = None) -> tuple[str | None, str | None]:
+    """Kong's format_host(normalize_ip(value), default_port): `host:port` with IPv4 leading zeros dropped and
+    IPv6 fully expanded, lower case, in brackets (a name is kept as written); the port is `default_port` when
+    the value has none. (formatted, None) or (None, normalize_ip's error)."""
+    res, err = normalize_ip(value)
+    if res is None:
+        return None, err
+    host = res["host"]
+    if res["type"] == "ipv4":
+        host = ".".join(str(int(part)) for part in host.split("."))
+    elif res["type"] == "ipv6":
+        host = "[" + ipaddress.IPv6Address(host).exploded + "]"
+    port = res["port"] if res["port"] is not None else default_port
+    return (host if port is None else f"{host}:{port}"), None
+
+
+def sni(value: str) -> str | None:
+    """Kong's typedefs.sni: a host name, no IP, no port."""
+    res, err = normalize_ip(value)
+    if err is not None and err != PORT_ERROR:
+        return f"invalid value: {value}"
+    if res is not None and res["type"] != "name":
+        return "must not be an IP"
+    if err == PORT_ERROR or (res is not None and res["port"] is not None):
+        return "must not have a port"
+    return None
+
+
+# RFC 2616 token: no controls, no bytes >= 0x80, no separators.
+_NOT_TOKEN = re.compile(r'[\x00-\x1f\x7f\x80-\U0010ffff ()<>@,;:\\"/?={}\[\]\t]')
+
+
+def http_token(value: str) -> str | None:
+    """Kong's validate_http_token (typedefs.cookie_name)."""
+    if value == "":
+        return "no token provided"
+    if _NOT_TOKEN.search(value) is None:
+        return None
+    return ("contains one or more invalid characters. ASCII control characters (0-31;127), space, tab and the "
+            'characters ()<>@,;:\\"/?={}[] are not allowed.')
 
 
 def wildcard_host(value: str) -> str | None:
@@ -290,3 +337,59 @@ _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 
 def is_uuid(value: Any) -> bool:
     return isinstance(value, str) and len(value) == 36 and bool(_UUID.match(value))
+
+
+# ---------------------------------------------------------------------------------------------
+# entity checkers (Kong's `conditional` and `distinct`; both run even when the fields have errors)
+
+
+def _nonempty(value: Any) -> bool:
+    return value is not None and value != "" and value != [] and value != {}
+
+
+def conditional(
+    if_field: str,
+    if_value: Any,
+    then_field: str,
+    then: Field,
+    *,
+    required: bool = False,
+    one_of: tuple[Any, ...] | None = None,
+) -> EntityCheck:
+    """When `if_field` equals `if_value`, `then_field` must be given (`required`) or be one of `one_of` (in place
+    of its field's own list); `then` is then_field's Field, whose other rules a given value must also pass. A
+    failure sets then_field's error and adds `failed conditional validation given value of field '<if_field>'`
+    to "@entity"."""
+    rules = then if one_of is None else dataclasses.replace(then, one_of=one_of)
+
+    def check(row: Mapping[str, Any]) -> dict[str, Any] | None:
+        from servegate.schema.validate import validate_field  # (validate imports the declarations)
+
+        if row.get(if_field) != if_value:
+            return None
+        value = row.get(then_field)
+        if value is None:
+            err: Any = "required field missing" if required else None
+        else:
+            err = validate_field(rules, value)
+        if err is None:
+            return None
+        return {then_field: err, "@entity": [f"failed conditional validation given value of field '{if_field}'"]}
+
+    return check
+
+
+def distinct(*fields: str) -> EntityCheck:
+    """The non-empty values of `fields` must differ."""
+
+    def check(row: Mapping[str, Any]) -> list[str] | None:
+        seen: list[Any] = []
+        for name in fields:
+            value = row.get(name)
+            if _nonempty(value):
+                if value in seen:
+                    return ["values of these fields must be distinct: " + ", ".join(f"'{n}'" for n in fields)]
+                seen.append(value)
+        return None
+
+    return check

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -86,6 +87,13 @@ def fill_record(field: Field, value: Mapping[str, Any], op: str) -> dict[str, An
         if v is not MISSING:
             out[name] = v
     return out
+
+
+def record_with_defaults(*fields: tuple[str, Field]) -> Field:
+    """A record whose default is its fields' defaults (Kong's upstreams.healthchecks and each of its parts):
+    absent, it takes them all (fields without a default as null); given in part, the rest are filled in."""
+    record = Field("record", fields=fields)
+    return dataclasses.replace(record, default=fill_record(record, {}, "insert"))
 
 
 def merge(

@@ -1,5 +1,6 @@
-"""The Kong core entities we serve (services, routes, consumers, plugins) and the registry that plugins add
-their own entities to (Kong's `daos.lua`: key-auth's credentials are declared in plugins/key_auth.py).
+"""The Kong core entities we serve (services, routes, consumers, plugins here; upstreams and targets in
+upstreams.py) and the registry that plugins add their own entities to (Kong's `daos.lua`: key-auth's
+credentials are declared in plugins/key_auth.py).
 
 Field order matches Kong's declarations (it is the order Kong reports and returns them in).
 """
@@ -10,8 +11,42 @@ from collections.abc import Mapping
 from typing import Any
 
 from servegate.schema import checks
-from servegate.schema.fields import UNIQUE_MAX_BYTES, Check, Entity, Field
+from servegate.schema.fields import Entity, Field
+from servegate.schema.typedefs import (
+    tags_field,
+    timestamp_field,
+    timestamp_ms_field,
+    unique_string_field,
+    utf8_name_field,
+    uuid_field,
+)
+from servegate.schema.upstreams import TARGETS, UPSTREAMS
 from servegate.schema.urls import expand_service_url
+
+__all__ = [
+    "CONSUMERS",
+    "DAO_MAX_TTL",
+    "ENTITIES",
+    "HTTP_PROTOCOLS",
+    "PLUGINS",
+    "PROTOCOLS",
+    "ROUTES",
+    "SERVICES",
+    "TARGETS",
+    "UPSTREAMS",
+    "declared",
+    "get_entity",
+    "protocols_field",
+    "register_entity",
+    "route_subschema",
+    "tags_field",
+    "timestamp_field",
+    "timestamp_ms_field",
+    "unique_string_field",
+    "unregister_entity",
+    "utf8_name_field",
+    "uuid_field",
+]
 
 PROTOCOLS: tuple[str, ...] = ("grpc", "grpcs", "http", "https", "tcp", "tls", "tls_passthrough", "udp")
 HTTP_PROTOCOLS: tuple[str, ...] = ("grpc", "grpcs", "http", "https")
@@ -19,30 +54,7 @@ DAO_MAX_TTL = 100000000
 
 
 # ---------------------------------------------------------------------------------------------
-# shared field shapes (Kong typedefs)
-
-
-def uuid_field() -> Field:
-    return Field("string", uuid=True, auto=True)
-
-
-def timestamp_field() -> Field:
-    return Field("integer", auto=True, timestamp=True)
-
-
-def unique_string_field(*extra: Check, auto: bool = False, control_chars: bool = True) -> Field:
-    """A unique string: bounded so that its index entry fits PostgreSQL's btree on both stores alike."""
-    return Field(
-        "string", unique=True, auto=auto, len_max=UNIQUE_MAX_BYTES, control_chars=control_chars, checks=extra
-    )
-
-
-def utf8_name_field() -> Field:
-    return unique_string_field(checks.utf8_name)
-
-
-def tags_field() -> Field:
-    return Field("set", elements=Field("string", required=True, checks=(checks.tag,)))
+# shared field shapes: Kong's typedefs (schema/typedefs.py; re-exported here for older imports)
 
 
 def protocols_field(default: tuple[str, ...] = HTTP_PROTOCOLS, allowed: tuple[str, ...] = PROTOCOLS) -> Field:
@@ -372,7 +384,7 @@ PLUGINS = Entity(
 
 # Dependency order: parents before children (store DDL, declarative import, snapshot loads). Core entities
 # first; a plugin's entities follow when the plugin registers (servegate.plugins.register).
-ENTITIES: dict[str, Entity] = {e.name: e for e in (SERVICES, ROUTES, CONSUMERS, PLUGINS)}
+ENTITIES: dict[str, Entity] = {e.name: e for e in (SERVICES, ROUTES, CONSUMERS, PLUGINS, UPSTREAMS, TARGETS)}
 
 
 def register_entity(entity: Entity) -> None:

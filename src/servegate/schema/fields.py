@@ -15,6 +15,8 @@ NO_DEFAULT: Any = object()
 
 # A custom check returns None when the value is fine, else Kong's error string.
 Check = Callable[[Any], "str | None"]
+# A normalizer returns (normalized value, None) or (None, error message).
+Normalizer = Callable[[Any], "tuple[Any, str | None]"]
 # An entity check sees the whole (merged, defaulted) row and returns errors:
 # a list of "@entity" strings, or a dict field -> message for field-level errors.
 EntityCheck = Callable[[Mapping[str, Any]], "list[str] | dict[str, Any] | None"]
@@ -68,6 +70,11 @@ class Field:
     gt: float | None = None
     starts_with: str | None = None
     checks: tuple[Check, ...] = ()
+    # Kong's DAO-level rewrite of an input value before validation (targets.target: `host[:port]` with the
+    # default port, IPv4 without leading zeros, IPv6 expanded in brackets): value -> (normalized, None), or
+    # (None, message). On insert and upsert the message is the field's error (Kong's DAO answers it before the
+    # schema validates); on update a value it refuses is left for the field's own checks to report.
+    normalize: Normalizer | None = None
     # A legacy alias accepted on input and echoed on output (rate-limiting's redis_*).
     description: str = ""
 
@@ -91,12 +98,21 @@ class Entity:
     nested_name: str | None = None
     ttl: bool = False
     entity_checks: tuple[EntityCheck, ...] = ()
-    # Input-only shorthands: name -> function(value) -> dict of fields to set (services.url).
+    # Input-only shorthands: name -> function(value) -> dict of fields to set (services.url). Applied in
+    # declaration order, each seeing what the previous ones set (Kong's shorthand_fields); a shorthand may have
+    # the name of a real field (upstreams.hash_on), whose input value it then rewrites.
     shorthands: Mapping[str, Callable[[Any], dict[str, Any]]] = field(default_factory=dict)
+    # Shorthands whose function also gets an explicit null (upstreams: `hash_on: null` means "none"); the
+    # others drop a null.
+    null_shorthands: tuple[str, ...] = ()
     # For plugins: the field whose value picks a subschema for "config".
     subschema_key: str | None = None
     # Whether Admin API generates endpoints for it (ratelimiting_metrics: no).
     admin: bool = True
+    # False: its Admin endpoints exist only under its foreign parent (`/upstreams/{u}/targets`); the top-level
+    # ones (`/targets`, `/targets/{targets}`, `/targets/{targets}/upstream`) answer 404 (Kong's
+    # `endpoints.disable`).
+    admin_top_level: bool = True
     # Whether updated_at is maintained.
     has_updated_at: bool = True
     # Defaults that depend on other input fields (routes: grpc protocols default strip_path to

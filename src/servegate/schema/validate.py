@@ -333,12 +333,29 @@ def _apply_shorthands(entity: Entity, data: dict[str, Any]) -> None:
             continue
         value = data.pop(name)
         if value is None:
-            continue
-        err = validate_field(Field("string"), value)
-        if err is not None:
-            errs[name] = err
-            continue
+            if name not in entity.null_shorthands:
+                continue
+        else:
+            err = validate_field(Field("string"), value)
+            if err is not None:
+                errs[name] = err
+                continue
         data.update(expand(value))
+    if errs:
+        raise dao_errors.schema_violation(errs)
+
+
+def _normalize(fields: Mapping[str, Field], data: dict[str, Any], op: str) -> None:
+    """Fields with a `normalize` rewrite (Kong's DAO does it before validating; see Field.normalize)."""
+    errs: dict[str, Err] = {}
+    for name, field in fields.items():
+        if field.normalize is None or data.get(name) is None:
+            continue
+        value, err = field.normalize(data[name])
+        if err is None:
+            data[name] = value
+        elif op != "update":
+            errs[name] = err
     if errs:
         raise dao_errors.schema_violation(errs)
 
@@ -354,13 +371,15 @@ def _take_ttl(entity: Entity, data: dict[str, Any]) -> Any:
     return int(ttl)
 
 
-def _auto_fields(entity: Entity, data: dict[str, Any], op: str, now: int) -> None:
+def _auto_fields(entity: Entity, data: dict[str, Any], op: str, now: float) -> None:
     fields = entity.field_map()
     inserting = op in ("insert", "upsert")
     for name, field in fields.items():
         if not field.auto:
             continue
         current = data.get(name)
+        # Kong's auto_timestamp_s (integer seconds) or auto_timestamp_ms (seconds with a millisecond fraction)
+        stamp: float = round(now, 3) if field.type == "number" else int(now)
         if field.uuid:
             if inserting and name not in data:
                 data[name] = str(uuid.uuid4())
@@ -368,9 +387,9 @@ def _auto_fields(entity: Entity, data: dict[str, Any], op: str, now: int) -> Non
             if inserting and name not in data:
                 data[name] = generate_key()
         elif name == "created_at" and inserting and current is None:
-            data[name] = now
+            data[name] = stamp
         elif name == "updated_at" and entity.has_updated_at:
-            data[name] = now
+            data[name] = stamp
 
 
 def process_input(
@@ -379,14 +398,14 @@ def process_input(
     *,
     op: str,
     existing: Mapping[str, Any] | None = None,
-    now: int | None = None,
+    now: float | None = None,
 ) -> dict[str, Any]:
     """Turn Admin input into a complete, valid row, or raise DaoError (code 2, or 11 for ttl)."""
     if op not in ("insert", "upsert", "update"):
         raise ValueError(f"unknown op {op!r}")
     if not isinstance(body, Mapping):
         raise dao_errors.schema_violation({"@entity": ["expected a record"]})
-    now = int(time.time()) if now is None else int(now)
+    now = time.time() if now is None else float(now)
     data = dict(body)
     ttl = _take_ttl(entity, data)
     if not entity.has_updated_at:
@@ -398,6 +417,7 @@ def process_input(
         lookup["name"] = existing.get("name")
     plugin = _plugin_for(entity, lookup)
     fields = entity_fields(entity, plugin)
+    _normalize(fields, data, op)
     if plugin is not None and "config" in data:
         data["config"], alias_errors = expand_config_shorthands(plugin, data["config"])
         if alias_errors:

@@ -151,10 +151,60 @@ _CHANGES_001 = [
     'CREATE INDEX IF NOT EXISTS "config_changes_at_idx" ON "config_changes" ("at")',
 ]
 
+# 002: Kong's upstreams and targets (schema/upstreams.py), with servegate's three upstream fields at the end.
+# A target is one row per (upstream, target): `cache_key` holds both, UNIQUE; its timestamps are seconds with a
+# millisecond fraction (REAL), as Kong's.
+_UPSTREAMS_002 = [
+    """CREATE TABLE IF NOT EXISTS "upstreams" (
+  "id" {ID} NOT NULL,
+  "created_at" {INT},
+  "name" TEXT,
+  "updated_at" {INT},
+  "algorithm" TEXT,
+  "hash_on" TEXT,
+  "hash_fallback" TEXT,
+  "hash_on_header" TEXT,
+  "hash_fallback_header" TEXT,
+  "hash_on_cookie" TEXT,
+  "hash_on_cookie_path" TEXT,
+  "hash_on_query_arg" TEXT,
+  "hash_fallback_query_arg" TEXT,
+  "hash_on_uri_capture" TEXT,
+  "hash_fallback_uri_capture" TEXT,
+  "slots" {INT},
+  "healthchecks" TEXT,
+  "tags" TEXT,
+  "host_header" TEXT,
+  "client_certificate_id" TEXT,
+  "use_srv_name" {BOOL},
+  "prefix_chars" {INT},
+  "load_factor" {REAL},
+  "retry_on_overload" {BOOL},
+  CONSTRAINT "upstreams_pkey" PRIMARY KEY ("id"),
+  CONSTRAINT "upstreams_name_key" UNIQUE ("name")
+)""",
+    'CREATE INDEX IF NOT EXISTS "upstreams_client_certificate_id_idx" ON "upstreams" ("client_certificate_id")',
+    """CREATE TABLE IF NOT EXISTS "targets" (
+  "id" {ID} NOT NULL,
+  "created_at" {REAL},
+  "updated_at" {REAL},
+  "upstream_id" TEXT,
+  "target" TEXT,
+  "weight" {INT},
+  "tags" TEXT,
+  "cache_key" TEXT,
+  CONSTRAINT "targets_pkey" PRIMARY KEY ("id"),
+  CONSTRAINT "targets_cache_key_key" UNIQUE ("cache_key"),
+  CONSTRAINT "targets_upstream_id_fkey" FOREIGN KEY ("upstream_id") REFERENCES "upstreams" ("id") ON DELETE CASCADE
+)""",
+    'CREATE INDEX IF NOT EXISTS "targets_upstream_id_idx" ON "targets" ("upstream_id")',
+]
+
 CORE: list[Migration] = [
     # tables: what reset drops besides the declared entities' tables (keyauth_credentials too: it stays
     # even when the key-auth plugin is not loaded, and a later bootstrap must not find its old rows).
     Migration("000_base", up=sql(**_per_dialect(_BASE_000, _TYPES_000)),
               tables=("keyauth_credentials", "ratelimiting_metrics", "config_version")),
     Migration("001_config_changes", up=sql(**_per_dialect(_CHANGES_001, _TYPES_000)), tables=("config_changes",)),
+    Migration("002_upstreams_targets", up=sql(**_per_dialect(_UPSTREAMS_002, _TYPES_000))),
 ]
