@@ -194,3 +194,14 @@ def test_dns_ip_literals_and_hosts_file(tmp_path: Any) -> None:
 def test_dns_unknown_name_is_not_found() -> None:
     with pytest.raises((dns.NameNotFound, OSError)):
         asyncio.run(dns.resolve("no-such-host.invalid"))
+
+
+def test_null_healthcheck_fields_mean_their_defaults() -> None:
+    """Kong lets every healthchecks sub-field be null; the balancer reads a null as the default."""
+    hc = {"passive": {"type": None, "healthy": None,
+                      "unhealthy": {"http_statuses": None, "tcp_failures": None, "timeouts": None, "http_failures": 1}},
+          "active": None, "threshold": None}
+    b = balancer(healthchecks=hc)
+    ep = b.all[0]
+    b.status(ep, 500)  # in the default unhealthy statuses (429, 500, 503)
+    assert not b.usable(ep)

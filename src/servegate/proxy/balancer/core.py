@@ -12,6 +12,7 @@ from servegate.proxy.balancer import health
 from servegate.proxy.balancer.algorithms import ALGORITHMS, Algorithm
 from servegate.proxy.balancer.dns import is_ip
 from servegate.proxy.balancer.endpoint import Endpoint
+from servegate.schema.upstreams import HEALTHCHECKS
 
 log = logging.getLogger("servegate.balancer")
 
@@ -33,10 +34,17 @@ def split_target(target: str) -> tuple[str, int]:
 
 
 def _section(upstream: dict[str, Any], *path: str) -> dict[str, Any]:
+    """A part of the upstream's `healthchecks` with Kong's defaults in place of nulls (every sub-field may be
+    null, and means its default)."""
     node: Any = upstream.get("healthchecks") or {}
+    default: Any = HEALTHCHECKS.default
     for p in path:
         node = node.get(p) if isinstance(node, dict) else None
-    return node if isinstance(node, dict) else {}
+        default = default.get(p) if isinstance(default, dict) else None
+    node = node if isinstance(node, dict) else {}
+    if not isinstance(default, dict):
+        return node
+    return {**default, **{k: v for k, v in node.items() if v is not None}}
 
 
 class Passive:

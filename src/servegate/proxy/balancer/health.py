@@ -61,7 +61,9 @@ class HealthTable:
         return self._cells
 
     def get(self, upstream_id: str, target: str, address: str) -> float:
-        return float(self._cells[self.cell(upstream_id, target, address)])
+        """A state (UNSET when no process registered the name: reading adds no name)."""
+        found = self.state._find((target_key(upstream_id, target) + address).encode())
+        return UNSET if found is None else float(self._cells[found[0]])
 
     def put(self, upstream_id: str, target: str, address: str, value: float) -> None:
         self._cells[self.cell(upstream_id, target, address)] = value
