@@ -6,17 +6,23 @@ and re-running it after editing `.env` moves the gateway to the new values.
 
 What it manages:
   * `vllm-service` / `sglang-service` (+ `vllm-route` `/v1/vllm`, `sglang-route` `/v1/sglang`), from
-    `VLLM_UPSTREAM_URL` / `SGLANG_UPSTREAM_URL`; an unset or empty URL skips that backend.
+    `VLLM_UPSTREAM_URL` / `SGLANG_UPSTREAM_URL`; an unset or empty URL skips that backend. A comma-separated list
+    of URLs makes an upstream `vllm-upstream` / `sglang-upstream` with one target per URL, and the service points
+    at it; back to one URL, the service points at it again and the upstream is deleted.
+  * the backends of the optional `BACKENDS_FILE` (setup_backends.py), each the same way: `<name>-service`,
+    `<name>-route`, and `<name>-upstream` for a list. A backend removed from the file is left as it is.
   * `admin-api-service` pointing at the Admin API over loopback, route `admin-api-route` `/admin-api`,
     and a `key-auth` plugin on that service.
   * consumer `admin` holding exactly one key-auth credential: `SERVEGATE_ADMIN_API_KEY` or `KONG_ADMIN_API_KEY`.
 
-Timeouts (120 s) are set when a service is created; later runs leave them alone so that a timeout raised through
-the Admin API survives a re-run. The upstream address, however, always follows the environment.
+Timeouts (120 s) are set when a service is created, an upstream's algorithm and health checks when it is created;
+later runs leave them alone so that a value changed through the Admin API survives a re-run. The addresses (the
+service's, the upstream's targets), however, always follow the environment.
 """
 
 from __future__ import annotations
 
+import copy
 import hmac
 import json
 import os
@@ -25,11 +31,24 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 import typer
+
+from servegate.cli.setup_backends import (
+    DEFAULT_ALGORITHM,
+    HEALTH_INTERVAL_S,
+    HEALTH_PATH,
+    Backend,
+    Balanced,
+    Printer,
+    SetupError,
+    shown_url,
+    target_key,
+    upstream_body,
+    wanted_backends,
+)
 
 DEFAULT_ADMIN_URL = "http://127.0.0.1:8001"
 DEFAULT_WAIT_S = 60.0
@@ -38,25 +57,7 @@ LLM_TIMEOUT_MS = 120_000
 EXAMPLE_ADMIN_KEY = "changeme-admin-key-secret"
 ADMIN_CONSUMER = "admin"
 
-Printer = Callable[[str], None]
-
-
-class SetupError(Exception):
-    """A step failed; the message is what the operator needs to see (never a secret)."""
-
-
-@dataclass(frozen=True)
-class Backend:
-    service: str
-    route: str
-    prefix: str
-    url_var: str
-
-
-BACKENDS = (
-    Backend("vllm-service", "vllm-route", "/v1/vllm", "VLLM_UPSTREAM_URL"),
-    Backend("sglang-service", "sglang-route", "/v1/sglang", "SGLANG_UPSTREAM_URL"),
-)
+__all__ = ["SetupError", "run_setup", "setup"]
 
 
 class AdminClient:
@@ -150,17 +151,6 @@ def upstream_fields(url: str) -> dict[str, Any]:
     return {"protocol": parts.scheme, "host": parts.hostname, "port": port, "path": parts.path or None}
 
 
-def shown_url(url: str) -> str:
-    """The URL as printed: any user:password part is masked."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:
-        return url
-    if "@" not in parts.netloc:
-        return url
-    return urllib.parse.urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
-
-
 def admin_upstream(env: Mapping[str, str], admin_url: str) -> str:
     override = env.get("SERVEGATE_ADMIN_UPSTREAM", "").strip()
     if override:
@@ -185,9 +175,11 @@ def admin_key(env: Mapping[str, str]) -> tuple[str, str] | None:
 
 
 def ensure_service(client: AdminClient, name: str, url: str, out: Printer) -> str:
-    wanted = upstream_fields(url)
+    return ensure_service_fields(client, name, upstream_fields(url), f"service {name} -> {shown_url(url)}", out)
+
+
+def ensure_service_fields(client: AdminClient, name: str, wanted: dict[str, Any], label: str, out: Printer) -> str:
     path = f"/services/{_q(name)}"
-    label = f"service {name} -> {shown_url(url)}"
     current = client.get_or_none(path)
     if current is None:
         row = client.expect(
@@ -216,6 +208,102 @@ def ensure_route(client: AdminClient, name: str, service_id: str, prefix: str, o
     else:
         state = "unchanged"
     out(f"route {name} {prefix} (strip_path): {state}")
+
+
+def ensure_upstream(client: AdminClient, name: str, balanced: Balanced, out: Printer) -> None:
+    """Create the upstream with the job's algorithm and health checks; an existing one keeps its settings, except
+    that health checks over http(s) follow the URLs' scheme (an http check against a TLS port fails every time)."""
+    path = f"/upstreams/{_q(name)}"
+    current = client.get_or_none(path)
+    if current is None:
+        status, payload = client.call("PUT", path, upstream_body(balanced.protocol))
+        if status == 404:
+            raise SetupError(
+                f"PUT {path} failed with HTTP 404: this Admin API has no /upstreams endpoint, "
+                "which a list of backend URLs needs"
+            )
+        if status not in (200, 201):
+            raise SetupError(f"PUT {path} failed with HTTP {status}: {_message(payload)}")
+        out(
+            f"upstream {name}: created ({DEFAULT_ALGORITHM}; active health checks GET {HEALTH_PATH} "
+            f"every {HEALTH_INTERVAL_S} s, passive on connection failures, timeouts and 5xx)"
+        )
+        return
+    checks = copy.deepcopy(current.get("healthchecks") or {})
+    changed = False
+    for kind in ("active", "passive"):
+        part = checks.get(kind)
+        if isinstance(part, dict) and part.get("type") in ("http", "https") and part["type"] != balanced.protocol:
+            part["type"] = balanced.protocol
+            changed = True
+    if changed:
+        client.expect("PATCH", path, {"healthchecks": checks}, ok=(200,))
+        out(f"upstream {name}: updated (health checks over {balanced.protocol})")
+    else:
+        out(f"upstream {name}: unchanged")
+
+
+def ensure_targets(client: AdminClient, upstream: str, targets: tuple[str, ...], out: Printer) -> None:
+    """Exactly one target per URL: missing ones added (weight 100), others deleted. New targets go in before old
+    ones leave, so the upstream never runs empty. The weight of a target that stays is left alone."""
+    base = f"/upstreams/{_q(upstream)}/targets"
+    have = {target_key(str(row.get("target", ""))): row for row in client.list_all(base)}
+    wanted = {target_key(t): t for t in targets}
+    for key, target in wanted.items():
+        if key in have:
+            state = "unchanged"
+        else:
+            status, payload = client.call("POST", base, {"target": target})
+            if status == 201:
+                state = "created"
+            elif status == 409:  # added meanwhile, by a concurrent run or an operator
+                state = "unchanged"
+            else:
+                raise SetupError(f"POST {base} failed with HTTP {status}: {_message(payload)}")
+        out(f"target {target} of {upstream}: {state}")
+    for key, row in have.items():
+        if key not in wanted:
+            client.expect("DELETE", f"{base}/{_q(str(row['id']))}", ok=(204, 404))
+            out(f"target {row.get('target')} of {upstream}: deleted")
+
+
+def drop_upstream(client: AdminClient, backend: Backend, out: Printer) -> None:
+    """Back to one URL: delete the backend's upstream (and so its targets), unless another service uses it."""
+    path = f"/upstreams/{_q(backend.upstream)}"
+    if client.get_or_none(path) is None:
+        return
+    users = sorted(
+        str(s.get("name") or s.get("id"))
+        for s in client.list_all("/services")
+        if s.get("host") == backend.upstream and s.get("name") != backend.service
+    )
+    if users:
+        out(f"upstream {backend.upstream}: kept, still the host of service {', '.join(users)}")
+        return
+    client.expect("DELETE", path, ok=(204, 404))
+    out(f"upstream {backend.upstream}: deleted ({backend.service} has a single URL again)")
+
+
+def ensure_backend(client: AdminClient, backend: Backend, out: Printer) -> None:
+    """One backend: its upstream and targets (for a list of URLs), its service, its route, in the order that keeps
+    it serving: the upstream is complete before the service points at it, and unused only after it moved away."""
+    try:
+        balanced = backend.balanced
+        if balanced is None:
+            service_id = ensure_service(client, backend.service, backend.urls[0], out)
+            drop_upstream(client, backend, out)
+        else:
+            ensure_upstream(client, backend.upstream, balanced, out)
+            ensure_targets(client, backend.upstream, balanced.targets, out)
+            label = f"service {backend.service} -> upstream {backend.upstream} ({len(balanced.targets)} targets)"
+            service_id = ensure_service_fields(
+                client, backend.service, balanced.service_fields(backend.upstream), label, out
+            )
+        ensure_route(client, backend.route, service_id, backend.prefix, out)
+    except SetupError as exc:
+        if backend.in_file:  # name the line the backend comes from
+            raise SetupError(f"{backend.source}: {exc}") from exc
+        raise
 
 
 def ensure_key_auth(client: AdminClient, service: str, out: Printer) -> None:
@@ -318,14 +406,11 @@ def run_setup(
     admin_url = env.get("SERVEGATE_ADMIN_URL", "").strip() or DEFAULT_ADMIN_URL
     client = AdminClient(admin_url)
     try:
+        # Every URL and the backends file are checked before the first write.
+        backends = wanted_backends(env, out)
         wait_for_admin(client, _wait_seconds(env) if wait_s is None else wait_s, out)
-        for backend in BACKENDS:
-            url = env.get(backend.url_var, "").strip()
-            if not url:
-                out(f"{backend.url_var} is not set: skipping {backend.service} and {backend.route}")
-                continue
-            service_id = ensure_service(client, backend.service, url, out)
-            ensure_route(client, backend.route, service_id, backend.prefix, out)
+        for backend in backends:
+            ensure_backend(client, backend, out)
 
         admin_service_id = ensure_service(client, "admin-api-service", admin_upstream(env, admin_url), out)
         ensure_route(client, "admin-api-route", admin_service_id, "/admin-api", out)
@@ -353,8 +438,10 @@ def setup(
 ) -> None:
     """Create or update the standard services, routes, key-auth plugin and admin consumer (idempotent).
 
-    Reads VLLM_UPSTREAM_URL, SGLANG_UPSTREAM_URL and SERVEGATE_ADMIN_API_KEY (or KONG_ADMIN_API_KEY);
-    talks to the Admin API at SERVEGATE_ADMIN_URL (default http://127.0.0.1:8001).
+    Reads VLLM_UPSTREAM_URL and SGLANG_UPSTREAM_URL (one URL, or a comma-separated list that becomes an upstream
+    with one target per URL), the optional BACKENDS_FILE (lines "name URL[,URL...] [route-path]") and
+    SERVEGATE_ADMIN_API_KEY (or KONG_ADMIN_API_KEY); talks to the Admin API at SERVEGATE_ADMIN_URL
+    (default http://127.0.0.1:8001).
     """
     code = run_setup(wait_s=wait)
     if code:
