@@ -49,7 +49,9 @@ def test_a_url_list_becomes_an_upstream_and_a_second_run_changes_nothing(gateway
     active, passive = up["healthchecks"]["active"], up["healthchecks"]["passive"]
     assert (active["type"], active["http_path"], active["timeout"]) == ("http", "/health", 2)
     assert active["healthy"]["interval"] == 5 and active["healthy"]["successes"] == 1
+    assert sorted(active["healthy"]["http_statuses"]) == [200, 302, 404]  # a server without /health is up
     unhealthy = active["unhealthy"]
+    assert sorted(unhealthy["http_statuses"]) == [500, 502, 503, 504]
     assert (unhealthy["interval"], unhealthy["tcp_failures"], unhealthy["timeouts"], unhealthy["http_failures"]) == (
         5, 2, 2, 2)
     unhealthy = passive["unhealthy"]

@@ -40,6 +40,10 @@ HEALTH_INTERVAL_S = 5
 # tcp_failures; one whose HTTP server outlives its engine answers 5xx (vLLM: 500 to requests, 503 to /health), a
 # proxy in front of a dead one 502/504. 429 is left out: it means "busy", and the proxy retries it elsewhere.
 PASSIVE_UNHEALTHY_STATUSES = [500, 502, 503, 504]
+# Active probes: a server that answers /health at all is up unless it says 5xx. A server without /health (Ollama:
+# 404) is up while it answers; llama.cpp answers 503 while its model loads, vLLM 500/503 once its engine died.
+ACTIVE_HEALTHY_STATUSES = [200, 302, 404]
+ACTIVE_UNHEALTHY_STATUSES = [500, 502, 503, 504]
 
 # Kong 3.9's healthchecks defaults (kong/db/schema/entities/upstreams.lua), sent whole so that the stored upstream
 # does not depend on how the server fills a partial record.
@@ -66,14 +70,15 @@ def healthchecks(protocol: str) -> dict[str, Any]:
 
     Passive: one connection failure or one timeout takes a target out of rotation, two 5xx answers of the list
     above in a row too (one 500 may be a single bad request, not a dead engine). Active: GET /health every 5 s on every
-    target, healthy or not; one success brings a target back, two failures (connection, timeout, or one of Kong's
-    default unhealthy statuses) take it out. Active checks are what return a target that passive checks removed.
+    target, healthy or not; one success (200, 302, or 404 from a server without /health) brings a target back, two
+    failures (connection, timeout, 500, 502, 503, 504) take it out. Active checks are what return a target that passive checks removed.
     """
     hc = copy.deepcopy(_KONG_HEALTHCHECKS)
     active, passive = hc["active"], hc["passive"]
     active.update(type=protocol, http_path=HEALTH_PATH, timeout=2)
-    active["healthy"].update(interval=HEALTH_INTERVAL_S, successes=1)
-    active["unhealthy"].update(interval=HEALTH_INTERVAL_S, tcp_failures=2, timeouts=2, http_failures=2)
+    active["healthy"].update(interval=HEALTH_INTERVAL_S, successes=1, http_statuses=list(ACTIVE_HEALTHY_STATUSES))
+    active["unhealthy"].update(interval=HEALTH_INTERVAL_S, tcp_failures=2, timeouts=2, http_failures=2,
+                               http_statuses=list(ACTIVE_UNHEALTHY_STATUSES))
     passive["type"] = protocol
     passive["unhealthy"].update(
         http_statuses=list(PASSIVE_UNHEALTHY_STATUSES), tcp_failures=1, timeouts=1, http_failures=2
