@@ -1,4 +1,4 @@
-"""Access-phase PDK through the running proxy: set_target, set_path, set_upstream's hook point, json_body()
+"""Access-phase PDK through the running proxy: set_target, set_path, set_upstream, json_body()
 parsed once, and the client_body_buffer_size cap (Kong's 413 "Request size limit exceeded")."""
 
 from __future__ import annotations
@@ -49,10 +49,22 @@ def test_set_target_and_path(backend: Backend, backend2: Backend, start_proxy: A
     assert echo_headers(r)["host"] == f"127.0.0.1:{backend.port}"
 
 
-def test_set_upstream_is_a_hook_point(backend: Backend, start_proxy: Any) -> None:
-    proxy = pdk_proxy(backend, start_proxy)
+def test_set_upstream_balances_over_the_named_upstream(backend: Backend, backend2: Backend,
+                                                       start_proxy: Any) -> None:
+    svc = service(backend.port, path="/base")
+    upstream = {"id": "6d2a3c2e-0c1b-4c53-9a59-0d3c7c0e7a01", "name": "llm", "algorithm": "round-robin",
+                "slots": 10000, "healthchecks": None}
+    target = {"id": "6d2a3c2e-0c1b-4c53-9a59-0d3c7c0e7a02", "upstream": {"id": upstream["id"]},
+              "target": f"127.0.0.1:{backend2.port}", "weight": 100}
+    proxy = start_proxy({"services": [svc], "routes": [route(svc, paths=["/r"])], "upstreams": [upstream],
+                         "targets": [target], "plugins": [plugin("test-pdk", {"log_file": None})]}, IMPORTS)
+    r = requests.get(proxy.url + "/r", timeout=5, headers={"X-Pdk-Upstream": "nope", "X-Pdk-Path": "/__echo"})
+    assert echo_headers(r)["x-upstream-error"] == "could not find an Upstream named 'nope'"
+    assert echo_headers(r)["host"] == f"127.0.0.1:{backend.port}"  # still the service's
     r = requests.get(proxy.url + "/r", timeout=5, headers={"X-Pdk-Upstream": "llm", "X-Pdk-Path": "/__echo"})
-    assert echo_headers(r)["x-upstream-error"] == "could not find an Upstream named 'llm'"
+    h = echo_headers(r)
+    assert h["x-upstream-error"] == "none"
+    assert h["host"] == f"127.0.0.1:{backend2.port}"  # the upstream's target, and its Host
 
 
 def test_json_body_parsed_once(backend: Backend, start_proxy: Any) -> None:

@@ -72,7 +72,7 @@ class Context:
     response_headers (added to the downstream response, proxied or Kong-generated).
     Response side (header_filter/log phases): response_status, downstream_headers.
     Upstream choice (access): set_target(host, port), set_scheme(scheme), set_path(path), set_upstream(name);
-    read by the proxy as upstream_target, upstream_scheme, upstream_path.
+    read by the proxy as upstream_target, upstream_scheme, upstream_path, upstream_name.
     Log phase: request_size, response_size (bytes), latencies (Kong's: request, proxy, kong; ms).
     """
 
@@ -82,7 +82,7 @@ class Context:
         "upstream_headers", "upstream_query", "upstream_body", "response_headers",
         "response_status", "downstream_headers", "shared", "collected", "upstream_preset",
         "upstream_target", "upstream_scheme", "upstream_path", "request_size", "response_size", "latencies",
-        "_query", "_body", "_read_body", "_json",
+        "upstream_name", "_query", "_body", "_read_body", "_json", "_config",
     )
 
     def __init__(
@@ -99,6 +99,7 @@ class Context:
         request_id: str = "",
         read_body: Callable[[], Awaitable[bytes]] | None = None,
         body: bytes | None = None,
+        config: Any = None,
     ) -> None:
         self.method = method
         self.path = path
@@ -128,6 +129,10 @@ class Context:
         self.upstream_target: tuple[str, int] | None = None
         self.upstream_scheme: str | None = None
         self.upstream_path: str | None = None
+        self.upstream_name: str | None = None
+        # What the configuration holds now (the snapshot holder: `.current.index(entity, field)`), for lookups
+        # such as set_upstream's; None outside a proxy.
+        self._config = config
         # Filled for the log phase only.
         self.request_size = 0
         self.response_size = 0
@@ -196,9 +201,15 @@ class Context:
         self.upstream_path = path
 
     def set_upstream(self, name: str) -> str | None:
-        """kong.service.set_upstream. There are no Upstream entities yet: this is where a balancer will be
-        chosen by name; today every name is unknown and Kong's error message is returned (None = done)."""
-        return f"could not find an Upstream named '{name}'"
+        """kong.service.set_upstream: balance this request over the targets of the upstream `name` instead of
+        the service's host. Returns Kong's error message for an unknown name, None when done. A set_target
+        wins over it."""
+        config = self._config
+        snapshot = config.current if config is not None else None
+        if not isinstance(name, str) or snapshot is None or name not in snapshot.index("upstreams", "name"):
+            return f"could not find an Upstream named '{name}'"
+        self.upstream_name = name
+        return None
 
     # -- upstream request changes ----------------------------------------------------------------
     def set_upstream_header(self, name: str, value: str) -> None:

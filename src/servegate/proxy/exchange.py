@@ -242,7 +242,7 @@ class Exchange:
         conn = self.conn
         prep = self.prep
         if dest is None or dest[0] is None:
-            bal = prep.balancer
+            bal = self.bal if self.bal is not None else prep.balancer  # a plugin's set_upstream, else the service's
             if bal is None:
                 self.key = prep.key
                 host = self.host if prep.preserve_host and self.host is not None else prep.host

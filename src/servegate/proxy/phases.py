@@ -40,7 +40,7 @@ def run_access(ex: Exchange, plan: Any) -> bool:
         ex.method.decode("latin-1"), ex.norm_path, raw_query, HeaderView(ex.headers),
         ex.client_ip.decode("latin-1"),
         scheme=ex.conn.scheme.decode(), route=route, service=service, request_id=ex.rid,
-        read_body=lambda: read_body(ex),
+        read_body=lambda: read_body(ex), config=ex.conn.server.holder,
     )
     ex.ctx = ctx
     try:
@@ -109,7 +109,14 @@ def _continue(ex: Exchange, ctx: Context) -> None:
         ex.has_body = True
         ex.body_override = str(len(body)).encode()
     dest = None
-    if ctx.upstream_target is not None or ctx.upstream_scheme is not None or ctx.upstream_path is not None:
+    if ctx.upstream_target is not None or ctx.upstream_scheme is not None or ctx.upstream_path is not None \
+            or ctx.upstream_name is not None:
+        if ctx.upstream_name is not None and ctx.upstream_target is None:
+            server = ex.conn.server
+            ex.bal = server.balancers.get(server.holder.current, ctx.upstream_name)
+            if ex.bal is None:  # deleted since set_upstream looked
+                ex.fail(503, "failure to get a peer from the ring-balancer", by_kong=True)
+                return
         dest = _destination(ex, ctx)
     if not ex.prep.body_key:
         ex.body_copy = None
@@ -131,7 +138,7 @@ def _destination(ex: Exchange, ctx: Context) -> tuple[tuple[str, int, bool] | No
     target = prep.target
     if ctx.upstream_path is not None:
         target = escape(ctx.upstream_path).encode("utf-8", "surrogateescape")
-    if ctx.upstream_target is None and prep.balancer is not None:
+    if ctx.upstream_target is None and (prep.balancer is not None or ex.bal is not None):
         return None, host_b, target
     return (host, port, tls), host_b, target
 
