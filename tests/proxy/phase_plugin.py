@@ -105,6 +105,13 @@ class Pdk(Plugin):
         if ctx.header("x-pdk-upstream"):
             err = ctx.set_upstream(ctx.header("x-pdk-upstream") or "")
             ctx.set_upstream_header("X-Upstream-Error", err or "none")
+        if ctx.header("x-pdk-read-ms"):
+            ctx.set_timeouts(1000, 1000, int(ctx.header("x-pdk-read-ms") or 1))
+        if ctx.header("x-pdk-retries"):
+            ctx.set_retries(int(ctx.header("x-pdk-retries") or 0))
+        if ctx.header("x-pdk-respond"):
+            ctx.respond(404, {"error": {"message": ctx.header("x-pdk-respond"), "code": "model_not_found"}},
+                        headers={"X-Answered-By": "plugin"})
         if ctx.header("x-pdk-json"):
             return self._json(ctx)
         return None

@@ -97,3 +97,22 @@ def test_body_over_cap_is_413(backend: Backend, start_proxy: Any) -> None:
         s.sendall(b"10\r\n" + b"z" * 16 + b"\r\n")
         data = s.recv(65536)
     assert data.startswith(b"HTTP/1.1 413") and b'"message":"Request size limit exceeded"' in data
+
+
+def test_respond_answers_with_the_plugins_body(backend: Backend, start_proxy: Any) -> None:
+    proxy = pdk_proxy(backend, start_proxy)
+    r = requests.post(proxy.url + "/r", json={"model": "x"}, timeout=5, headers={"X-Pdk-Respond": "no such model"})
+    assert r.status_code == 404
+    assert r.headers["content-type"] == "application/json" and r.headers["x-answered-by"] == "plugin"
+    assert r.json() == {"error": {"message": "no such model", "code": "model_not_found"}}
+    assert "x-kong-request-id" in r.headers
+
+
+def test_set_timeouts_and_retries_replace_the_services(backend: Backend, start_proxy: Any) -> None:
+    proxy = pdk_proxy(backend, start_proxy)
+    hdrs = {"X-Pdk-Path": "/__echo", "X-Fake-Sleep-Ms": "600"}
+    assert requests.get(proxy.url + "/r", timeout=5, headers=hdrs).status_code == 200  # the service's 60 s
+    r = requests.get(proxy.url + "/r", timeout=5, headers={**hdrs, "X-Pdk-Read-Ms": "150", "X-Pdk-Retries": "0",
+                                                            "Accept": "application/json"})
+    assert r.status_code == 504
+    assert r.json()["message"] == "The upstream server is timing out"

@@ -42,22 +42,26 @@ _UNPARSED: Any = object()
 
 
 class Exit(Exception):  # noqa: N818 - a control-flow signal, not an error
-    """Raised by `Context.exit`: the proxy answers with `status` and a §5.5 path-1 error body.
+    """Raised by `Context.exit`: the proxy answers with `status` and a §5.5 path-1 error body; or, raised by
+    `Context.respond`, with `body` as given (`content_type` its type).
 
     `message` is always a string (the status default when the plugin gave none); `headers`
     are added to the Kong-generated response together with `Context.response_headers`.
     """
 
-    __slots__ = ("status", "message", "headers")
+    __slots__ = ("status", "message", "headers", "body", "content_type")
 
     def __init__(self, status: int, message: str | None = None,
-                 headers: Mapping[str, str] | None = None) -> None:
+                 headers: Mapping[str, str] | None = None, body: bytes | None = None,
+                 content_type: str | None = None) -> None:
         if message is None:
             message = DEFAULT_MESSAGES.get(status, f"The upstream server responded with {status}")
         super().__init__(status, message)
         self.status = status
         self.message = message
         self.headers = dict(headers) if headers else None
+        self.body = body
+        self.content_type = content_type
 
 
 class Context:
@@ -71,8 +75,10 @@ class Context:
     upstream_query (encoded query string replacing the client's, or None), upstream_body,
     response_headers (added to the downstream response, proxied or Kong-generated).
     Response side (header_filter/log phases): response_status, downstream_headers.
-    Upstream choice (access): set_target(host, port), set_scheme(scheme), set_path(path), set_upstream(name);
-    read by the proxy as upstream_target, upstream_scheme, upstream_path, upstream_name.
+    Upstream choice (access): set_target(host, port), set_scheme(scheme), set_path(path), set_upstream(name),
+    set_timeouts(connect, write, read), set_retries(n); read by the proxy as upstream_target, upstream_scheme,
+    upstream_path, upstream_name, upstream_timeouts, upstream_retries.
+    Answering instead of proxying: exit(status, message) (Kong's error body), respond(status, body).
     Log phase: request_size, response_size (bytes), latencies (Kong's: request, proxy, kong; ms).
     """
 
@@ -82,7 +88,8 @@ class Context:
         "upstream_headers", "upstream_query", "upstream_body", "response_headers",
         "response_status", "downstream_headers", "shared", "collected", "upstream_preset",
         "upstream_target", "upstream_scheme", "upstream_path", "request_size", "response_size", "latencies",
-        "upstream_name", "_query", "_body", "_read_body", "_json", "_config",
+        "upstream_name", "upstream_timeouts", "upstream_retries", "_query", "_body", "_read_body", "_json",
+        "_config",
     )
 
     def __init__(
@@ -130,6 +137,8 @@ class Context:
         self.upstream_scheme: str | None = None
         self.upstream_path: str | None = None
         self.upstream_name: str | None = None
+        self.upstream_timeouts: tuple[int, int, int] | None = None
+        self.upstream_retries: int | None = None
         # What the configuration holds now (the snapshot holder: `.current.index(entity, field)`), for lookups
         # such as set_upstream's; None outside a proxy.
         self._config = config
@@ -200,6 +209,19 @@ class Context:
             raise ValueError("path must start with / and hold no query")
         self.upstream_path = path
 
+    def set_timeouts(self, connect_ms: int, write_ms: int, read_ms: int) -> None:
+        """kong.service.set_timeouts: this request's upstream timeouts (ms), instead of the service's."""
+        for v in (connect_ms, write_ms, read_ms):
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 2**31 - 2:
+                raise ValueError("timeouts must be integers between 1 and 2147483646 (ms)")
+        self.upstream_timeouts = (connect_ms, write_ms, read_ms)
+
+    def set_retries(self, retries: int) -> None:
+        """kong.service.set_retries: how many times this request is tried again (0..32767)."""
+        if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 32767:
+            raise ValueError("retries must be an integer between 0 and 32767")
+        self.upstream_retries = retries
+
     def set_upstream(self, name: str) -> str | None:
         """kong.service.set_upstream: balance this request over the targets of the upstream `name` instead of
         the service's host. Returns Kong's error message for an unknown name, None when done. A set_target
@@ -247,6 +269,18 @@ class Context:
     def exit(self, status: int, message: str | None = None,
              headers: Mapping[str, str] | None = None) -> NoReturn:
         raise Exit(status, message, headers)
+
+    def respond(self, status: int, body: Any, headers: Mapping[str, str] | None = None,
+                content_type: str = "application/json") -> NoReturn:
+        """kong.response.exit with a body: answer the client with `body` (bytes as they are; str as UTF-8; any
+        other value as JSON) instead of proxying (an OpenAI-shaped error, a list the plugin builds)."""
+        if isinstance(body, bytes):
+            raw = body
+        elif isinstance(body, str):
+            raw = body.encode()
+        else:
+            raw = orjson.dumps(body)
+        raise Exit(status, None, headers, raw, content_type)
 
 
 class HeaderPreset:

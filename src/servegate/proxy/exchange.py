@@ -218,17 +218,7 @@ class Exchange:
         self.proceed()
 
     def redirect(self, status: int, location: str) -> None:
-        self.status = status
-        if not self.req_done and not self._body_discardable():
-            self.close_after = True
-        data = errors.response_bytes(status, b"", None, self.rid, int((monotonic() - self.t_start) * 1000),
-                                     keep_alive=self.keep_alive and not self.close_after,
-                                     extra=[("Location", location)])
-        self.bytes_sent += len(data)
-        t = self.conn.transport
-        if t is not None:
-            t.write(data)
-        self.finish()
+        self.answer(status, b"", None, [("Location", location)])
 
     def proceed(self, set_headers: list[tuple[bytes, bytes]] | None = None,
                 drop: frozenset[bytes] | None = None, query: bytes | None = None,
@@ -513,12 +503,7 @@ class Exchange:
         """
         if self.state == DONE:
             return
-        self._drop_upstream()
-        self.status = status
         settings = self.conn.server.settings
-        if not self.req_done and not self._body_discardable():
-            # The rest of the body will not be read: the connection cannot carry another request.
-            self.close_after = True
         if by_kong:
             ctype = errors.negotiate(self._str_header(b"accept"))
         else:
@@ -526,7 +511,18 @@ class Exchange:
                                      getattr(settings, "error_default_type", None))
         if headers is None:
             headers = phases.response_headers(self)
-        body = errors.render(ctype, message or errors.message_for(status), self.rid)
+        self.answer(status, errors.render(ctype, message or errors.message_for(status), self.rid), ctype, headers)
+
+    def answer(self, status: int, body: bytes, ctype: str | None, headers: list[tuple[str, str]] | None = None
+               ) -> None:
+        """Answer with `body` instead of proxying (an error page, or what a plugin's Context.respond made)."""
+        if self.state == DONE:
+            return
+        self._drop_upstream()
+        self.status = status
+        if not self.req_done and not self._body_discardable():
+            # The rest of the body will not be read: the connection cannot carry another request.
+            self.close_after = True
         data = errors.response_bytes(
             status, body, ctype, self.rid, int((monotonic() - self.t_start) * 1000),
             keep_alive=self.keep_alive and not self.close_after, extra=headers, head_only=self.is_head,

@@ -80,6 +80,9 @@ def _exit(ex: Exchange, ctx: Context, e: Exit) -> None:
         headers = list(ctx.response_headers) + headers
     ctx.response_status = e.status
     ex.body_copy = None
+    if e.body is not None:
+        ex.answer(e.status, e.body, e.content_type or "application/json", headers or None)
+        return
     ex.fail(e.status, e.message, headers or None, by_kong=True)
 
 
@@ -118,6 +121,11 @@ def _continue(ex: Exchange, ctx: Context) -> None:
                 ex.fail(503, "failure to get a peer from the ring-balancer", by_kong=True)
                 return
         dest = _destination(ex, ctx)
+    if ctx.upstream_timeouts is not None:
+        connect, write, read = ctx.upstream_timeouts
+        ex.connect_timeout, ex.write_timeout, ex.read_timeout = connect / 1000.0, write / 1000.0, read / 1000.0
+    if ctx.upstream_retries is not None:
+        ex.max_tries = 1 + ctx.upstream_retries
     if not ex.prep.body_key:
         ex.body_copy = None
     ex.proceed(set_headers, drop, query, dest)
