@@ -3,7 +3,7 @@
 # wrk -t1 -c64 on CPU 0, 8 s of load; prints RPS and the proxy's CPU per request split into user and kernel
 # time (from /proc/PID/stat). Optionally records a profile of the proxy during the load.
 #
-#   bash benchmarks/profile.sh [bare|plugins] [spy|perf|strace]
+#   bash benchmarks/profile.sh [bare|plugins|lb[:algorithm]] [spy|perf|strace]
 #   PYTHONPATH=.build/compiled bash benchmarks/profile.sh plugins perf   # the compiled build (scripts/build-compiled)
 #
 # Output lands in $OUT (default /tmp/servegate-profile): wrk.txt, spy.txt (py-spy raw), perf.data, strace.txt.
@@ -16,7 +16,8 @@ MODE="${1:-bare}"
 PROFILER="${2:-}"
 BP=19500 PP=19080 AP=19001
 rm -rf "$OUT" && mkdir -p "$OUT"
-taskset -c 0 "$VENV/python" benchmarks/backend.py --port $BP > "$OUT/backend.log" 2>&1 &
+taskset -c 0 "$VENV/python" benchmarks/backend.py --port $BP --host 127.0.0.1,127.0.0.2,127.0.0.3 \
+  > "$OUT/backend.log" 2>&1 &
 BPID=$!
 SERVEGATE_PREFIX="$OUT" SERVEGATE_DATABASE=sqlite SERVEGATE_PROXY_ACCESS_LOG=off \
   SERVEGATE_PROXY_LISTEN=127.0.0.1:$PP SERVEGATE_ADMIN_LISTEN=127.0.0.1:$AP \
@@ -25,7 +26,15 @@ SPID=$!
 trap 'kill $SPID $BPID 2>/dev/null; wait 2>/dev/null' EXIT
 for _ in $(seq 100); do curl -s -o /dev/null "127.0.0.1:$AP/" && break; sleep 0.1; done
 admin() { curl -sf -o /dev/null "127.0.0.1:$AP$1" "${@:2}"; }
-admin /services -d name=bench -d url=http://127.0.0.1:$BP
+if [ "${MODE%%:*}" = lb ]; then
+  # `lb[:algorithm]`: the service on an upstream of three targets (three loopback addresses of the backend)
+  ALG="${MODE#lb}"; ALG="${ALG#:}"
+  admin /upstreams -d name=bench-up -d "algorithm=${ALG:-round-robin}"
+  for h in 127.0.0.1 127.0.0.2 127.0.0.3; do admin /upstreams/bench-up/targets -d target=$h:$BP; done
+  admin /services -d name=bench -d url=http://bench-up:$BP
+else
+  admin /services -d name=bench -d url=http://127.0.0.1:$BP
+fi
 admin /services/bench/routes -d 'paths[]=/v1' -d strip_path=false -d name=r
 HDR=""
 if [ "$MODE" = plugins ]; then

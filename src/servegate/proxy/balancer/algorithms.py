@@ -48,29 +48,49 @@ class RoundRobin(Algorithm):
     def pick(self, usable: Usable, exclude: Any, key: str | None) -> Endpoint | None:
         best: Endpoint | None = None
         total = 0
-        for ep in candidates(self.endpoints, usable, exclude):
-            ep.current += ep.weight
-            total += ep.weight
-            if best is None or ep.current > best.current:
+        for ep in self.endpoints if exclude is None else candidates(self.endpoints, usable, exclude):
+            if exclude is None and not usable(ep):
+                continue
+            w = ep.weight
+            current = ep.current + w
+            ep.current = current
+            total += w
+            if best is None or current > best.current:
                 best = ep
         if best is not None:
             best.current -= total
         return best
 
 
-def _least(eps: list[Endpoint], score: Callable[[Endpoint], float], turn: int) -> Endpoint | None:
-    """The endpoint with the lowest score; ties go round (starting at `turn`) so that equal endpoints share."""
+def _least(eps: Sequence[Endpoint], usable: Usable, exclude: Any, score: Callable[[Endpoint], float],
+           turn: int) -> Endpoint | None:
+    """The usable endpoint with the lowest score; ties go round (starting at `turn`) so that equal endpoints
+    share."""
+    if exclude is not None:
+        eps = candidates(eps, usable, exclude)
     n = len(eps)
-    if not n:
-        return None
     best = None
     best_score = 0.0
     for i in range(n):
         ep = eps[(turn + i) % n]
+        if exclude is None and not usable(ep):
+            continue
         s = score(ep)
         if best is None or s < best_score:
             best, best_score = ep, s
     return best
+
+
+def _connections(ep: Endpoint) -> float:
+    return (ep.active + 1) / ep.weight
+
+
+def _outstanding(ep: Endpoint) -> float:
+    return (ep.load() + 1) / ep.weight
+
+
+def _latency(ep: Endpoint) -> float:
+    return ep.ewma * (ep.active + 1) / ep.weight
 
 
 class LeastConnections(Algorithm):
@@ -78,7 +98,7 @@ class LeastConnections(Algorithm):
 
     def pick(self, usable: Usable, exclude: Any, key: str | None) -> Endpoint | None:
         self.turn += 1
-        return _least(candidates(self.endpoints, usable, exclude), lambda ep: (ep.active + 1) / ep.weight, self.turn)
+        return _least(self.endpoints, usable, exclude, _connections, self.turn)
 
 
 class LeastOutstanding(Algorithm):
@@ -89,7 +109,7 @@ class LeastOutstanding(Algorithm):
 
     def pick(self, usable: Usable, exclude: Any, key: str | None) -> Endpoint | None:
         self.turn += 1
-        return _least(candidates(self.endpoints, usable, exclude), lambda ep: (ep.load() + 1) / ep.weight, self.turn)
+        return _least(self.endpoints, usable, exclude, _outstanding, self.turn)
 
 
 class Latency(Algorithm):
@@ -98,8 +118,7 @@ class Latency(Algorithm):
 
     def pick(self, usable: Usable, exclude: Any, key: str | None) -> Endpoint | None:
         self.turn += 1
-        return _least(candidates(self.endpoints, usable, exclude),
-                      lambda ep: ep.ewma * (ep.active + 1) / ep.weight, self.turn)
+        return _least(self.endpoints, usable, exclude, _latency, self.turn)
 
 
 def hash32(value: str) -> int:

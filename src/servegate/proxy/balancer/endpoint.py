@@ -8,7 +8,7 @@ from typing import Any
 
 
 class Endpoint:
-    __slots__ = ("target", "host", "ip", "port", "address", "keys", "weight", "cell", "active", "current",
+    __slots__ = ("target", "host", "ip", "port", "address", "keys", "host_headers", "weight", "cell", "active", "current",
                  "ewma", "load_cells", "load_mine", "fails_tcp", "fails_timeout", "fails_http", "oks",
                  "checks_ok", "checks_tcp", "checks_timeout", "checks_http")
 
@@ -21,6 +21,10 @@ class Endpoint:
         # The upstream pool key per service scheme: plain http connects to the address; https connects by
         # name so that SNI and certificate checks see the host name.
         self.keys: tuple[tuple[str, int, bool], tuple[str, int, bool]] = ((ip, port, False), (host, port, True))
+        # Kong's Host for this target, per service scheme (http, https): the host, with its port unless default.
+        name = f"[{host}]" if ":" in host else host
+        self.host_headers: tuple[bytes, bytes] = (
+            (name if port == 80 else f"{name}:{port}").encode(), (name if port == 443 else f"{name}:{port}").encode())
         self.weight = weight
         self.cell = -1  # index of its state in the node's health table
         self.active = 0  # this worker's requests on it, from pick to the last byte
@@ -46,7 +50,10 @@ class Endpoint:
         cells = self.load_cells
         if cells is None:
             return float(self.active)
-        return float(sum(cells))
+        total = 0.0
+        for v in cells:
+            total += v
+        return total
 
     def __repr__(self) -> str:
         return f"Endpoint({self.target!r} -> {self.address}, weight={self.weight})"

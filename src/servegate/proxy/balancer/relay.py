@@ -167,7 +167,4 @@ def host_header(ex: Exchange) -> bytes:
 
 
 def _host_of(ep: Any, tls: bool) -> bytes:
-    host = f"[{ep.host}]" if ":" in ep.host else ep.host
-    if ep.port == (443 if tls else 80):
-        return host.encode()
-    return f"{host}:{ep.port}".encode()
+    return ep.host_headers[1 if tls else 0]  # type: ignore[no-any-return]
