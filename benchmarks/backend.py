@@ -4,8 +4,8 @@ asyncio.Protocol + httptools + uvloop, every response byte precomputed, so the b
 request and per chunk and never limits the proxies under test.
 
 - non-stream POST: a ~400 B ``chat.completion``.
-- ``"stream": true``: chunked SSE with a role chunk, N distinct token chunks (~190 B each), a finish chunk and
-  ``data: [DONE]``. N is the request's ``max_tokens`` and the pause between chunks, in ms, its ``seed``.
+- ``"stream": true``: chunked SSE with a role chunk, N distinct token chunks (~190 B each), a finish chunk,
+  the usage chunk when ``stream_options.include_usage`` asks for it, and ``data: [DONE]``. N is the request's ``max_tokens`` and the pause between chunks, in ms, its ``seed``.
   Pace 0 writes one chunk per loop turn; paced streams share one 1 ms timer wheel, so thousands of open
   streams cost one timer, not one per stream.
 - any other request (GET, bad JSON) gets the non-stream answer, which doubles as a readiness probe.
@@ -80,6 +80,15 @@ TOKENS = [_frame(_sse_chunk({"content": f"tok{i:03d} "}, None)) for i in range(D
 # finish chunk, [DONE] and the terminating zero chunk go out in one write
 TAIL = _frame(_sse_chunk({}, "stop")) + _frame(b"data: [DONE]\n\n") + b"0\r\n\r\n"
 
+
+def _usage_tail(n: int) -> bytes:
+    """TAIL with the usage chunk `stream_options.include_usage` asks for (empty choices), as vLLM sends it."""
+    usage = {"id": "chatcmpl-bench000000000000000", "object": "chat.completion.chunk", "created": 1700000000,
+             "model": "fake", "choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": n,
+                                                       "total_tokens": 9 + n}}
+    return (_frame(_sse_chunk({}, "stop")) + _frame(b"data: " + orjson.dumps(usage) + b"\n\n")
+            + _frame(b"data: [DONE]\n\n") + b"0\r\n\r\n")
+
 TICK_S = 0.001
 
 
@@ -117,10 +126,11 @@ class Stream:
     """One streamed response. Paced chunks are due at start + k * pace: a late tick does not push the
     following chunks back, as a model server keeps generating while its HTTP loop lags."""
 
-    __slots__ = ("proto", "left", "pace", "idx", "due")
+    __slots__ = ("proto", "left", "pace", "idx", "due", "tail")
 
-    def __init__(self, proto: Backend, n: int, pace: int) -> None:
+    def __init__(self, proto: Backend, n: int, pace: int, tail: bytes = TAIL) -> None:
         self.proto = proto
+        self.tail = tail
         self.left = n
         self.pace = pace
         self.idx = 0
@@ -155,7 +165,7 @@ class Stream:
                 self.left = -1
                 self.schedule()
                 return
-        proto.transport.write(TAIL)
+        proto.transport.write(self.tail)
         proto.stream_done()
 
 
@@ -217,7 +227,9 @@ class Backend(asyncio.Protocol):
                 pace = int(req.get("seed") or 0)
                 self.streaming = True
                 self.keep_alive = keep_alive
-                Stream(self, n, pace).start()
+                opts = req.get("stream_options")
+                tail = _usage_tail(n) if isinstance(opts, dict) and opts.get("include_usage") else TAIL
+                Stream(self, n, pace, tail).start()
                 return
             self.transport.write(NONSTREAM)
             if not keep_alive:
