@@ -21,6 +21,11 @@ import httptools
 
 EVENTS: list[dict[str, Any]] = []
 STATS = {"connections": 0, "requests": 0}
+# --models a,b: the models this backend serves (/v1/models lists them; any other model gets vLLM's 404); POST
+# /__models with a JSON list replaces them. Empty: the single `fake-model`, any model accepted. /__stats counts
+# the requests per model under "models".
+MODELS: list[str] = []
+MODEL_HITS: dict[str, int] = {}
 
 
 class Conn(asyncio.Protocol):
@@ -111,6 +116,8 @@ class Conn(asyncio.Protocol):
                 self.respond(400, b'{"error":"bad json"}')
                 return
         ka = req["keep_alive"]
+        if isinstance(body.get("model"), str):
+            MODEL_HITS[body["model"]] = MODEL_HITS.get(body["model"], 0) + 1
         if path.startswith("/__echo"):
             out = {"method": req["method"], "url": req["url"], "headers": req["headers"],
                    "body": req["body"].decode("latin-1")}
@@ -121,11 +128,19 @@ class Conn(asyncio.Protocol):
         elif path == "/__events":
             self.respond(200, json.dumps(EVENTS).encode(), keep_alive=ka)
         elif path == "/__stats":
-            self.respond(200, json.dumps(STATS).encode(), keep_alive=ka)
+            self.respond(200, json.dumps({**STATS, "models": MODEL_HITS}).encode(), keep_alive=ka)
+        elif path == "/__models":
+            if req["method"] == "POST":
+                MODELS[:] = json.loads(req["body"])
+            self.respond(200, json.dumps(MODELS).encode(), keep_alive=ka)
         elif path == "/v1/models":
-            out = {"object": "list", "data": [{"id": "fake-model", "object": "model", "created": 0,
-                                               "owned_by": "fake"}]}
+            out = {"object": "list", "data": [{"id": m, "object": "model", "created": 0, "owned_by": "vllm"}
+                                              for m in MODELS or ["fake-model"]]}
             self.respond(200, json.dumps(out).encode(), keep_alive=ka)
+        elif MODELS and req["method"] == "POST" and body.get("model") not in MODELS:
+            err = {"message": f"The model `{body.get('model')}` does not exist.", "type": "NotFoundError",
+                   "param": "model", "code": 404}
+            self.respond(404, json.dumps({"error": err}).encode(), keep_alive=ka)
         elif path == "/v1/embeddings":
             inputs = body.get("input", "")
             n = len(inputs) if isinstance(inputs, list) else 1
@@ -197,7 +212,9 @@ async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--models", default="")
     args = ap.parse_args()
+    MODELS[:] = [m for m in args.models.split(",") if m]
     loop = asyncio.get_running_loop()
     server = await loop.create_server(Conn, args.host, args.port)
     print("PORT", server.sockets[0].getsockname()[1], flush=True)
