@@ -195,6 +195,34 @@ async def test_exit_stops_the_phase() -> None:
     assert c.shared is None
 
 
+@pytest.mark.parametrize("asynchronous", [False, True])
+async def test_plugins_after_an_exit_still_log(asynchronous: bool) -> None:
+    """Kong's collecting iterator: a plugin answering in access stops the later access hooks, not the later
+    plugins' log phase (prometheus counts key-auth's 401s)."""
+    class Stop(Probe):
+        name = "stop"
+        PRIORITY = 700
+
+        def access(self, ctx: Context, conf: Any) -> Awaitable[None] | None:  # type: ignore[override]
+            if not asynchronous:
+                ctx.exit(401)
+
+            async def later() -> None:
+                ctx.exit(401)
+
+            return later()
+
+    idx = PluginIndex([row("stop", "s"), row("late", "L"), row("probe", "p")], handlers={**HANDLERS, "stop": Stop()})
+    plan = idx.plan(ROUTE, SERVICE)
+    assert plan is not None
+    c = ctx()
+    e = await run_access(plan, c)
+    assert e is not None and e.status == 401
+    assert c.shared is None  # no access hook after the exit ran
+    assert [h.name for h, _ in c.collected or ()] == ["late"]
+    assert plan.log(c) is None and c.shared == {"logged": "L"}
+
+
 class Upper(Probe):
     """A body_filter (sync): upper-cases each chunk, appends a tail at end of stream."""
 

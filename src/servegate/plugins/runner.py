@@ -111,16 +111,40 @@ class Plan:
             hook = b.handler.access
             if hook is None:
                 continue
-            r = hook(ctx, b.conf)
+            try:
+                r = hook(ctx, b.conf)
+            except BaseException:
+                self._collect_rest(ctx, i + 1)
+                raise
             if r is not None:
                 return self._await_then(ctx, r, i + 1)
         return None
 
     async def _await_then(self, ctx: Context, pending: Awaitable[None], nxt: int) -> None:
-        await pending
+        try:
+            await pending
+        except BaseException:
+            self._collect_rest(ctx, nxt)
+            raise
         rest = self._access_from(ctx, nxt)
         if rest is not None:
             await rest
+
+    def _collect_rest(self, ctx: Context, start: int) -> None:
+        """The access phase ended early (a plugin answered, or failed): as Kong's collecting iterator, the plugins
+        after it run no access hook but are still collected, so their log hooks see the request (prometheus
+        counts key-auth's 401s and rate-limiting's 429s)."""
+        slots = self.slots
+        for i in range(start, len(slots)):
+            slot = slots[i]
+            if not slot.later:
+                continue
+            b = self._resolve(slot, ctx)
+            if b is None or (b.protocols is not None and ctx.scheme not in b.protocols):
+                continue
+            if ctx.collected is None:
+                ctx.collected = []
+            ctx.collected.append((b.handler, b.conf))
 
     def header_filter(self, ctx: Context, headers: Any, status: int | None = None) -> Awaitable[None] | None:
         """Run header_filter hooks of the plugins collected in access; `headers` is the proxy's
