@@ -89,7 +89,7 @@ class Context:
         "response_status", "downstream_headers", "shared", "collected", "upstream_preset",
         "upstream_target", "upstream_scheme", "upstream_path", "request_size", "response_size", "latencies",
         "upstream_name", "upstream_timeouts", "upstream_retries", "_query", "_body", "_read_body", "_json",
-        "_config",
+        "_config", "llm",
     )
 
     def __init__(
@@ -146,6 +146,9 @@ class Context:
         self.request_size = 0
         self.response_size = 0
         self.latencies: dict[str, int] | None = None
+        # The request's servegate.llm.LLMRecord once an LLM-aware plugin called servegate.llm.track(ctx): the
+        # proxy then feeds it the response (usage, timings) for the log phase.
+        self.llm: Any = None
         self._json: Any = _UNPARSED
         self._query: dict[str, QueryValue] | None = None
         self._body = body

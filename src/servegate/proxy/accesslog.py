@@ -15,7 +15,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from typing import IO
+from typing import IO, Any
 from urllib.parse import unquote_plus
 
 # Query argument names whose values are never written (common API key spellings; plugins add theirs).
@@ -23,8 +23,55 @@ REDACT_QUERY_ARGS = {"apikey", "api_key", "api-key", "key"}
 _FLUSH_AT = 64 * 1024
 
 # client, method, target, status, bytes sent, total ms, upstream ms (None: no upstream response), request id,
-# snapshot (for the key names to redact)
-Writer = Callable[[str, str, str, int, int, int, "int | None", str, object], None]
+# snapshot (for the key names to redact), the request's LLM record (servegate.llm.LLMRecord, or None)
+Writer = Callable[[str, str, str, int, int, int, "int | None", str, object, Any], None]
+# Characters a model name (client-chosen) must not bring into a text line: controls, space, quote, DEL.
+_UNSAFE = {c: "_" for c in [*range(33), 34, 127]}
+
+
+def _ms(seconds: float | None) -> int | None:
+    return None if seconds is None else int(seconds * 1000)
+
+
+def llm_fields(rec: Any) -> dict[str, Any]:
+    """The access log's view of an LLM record: model, token counts, timings (never the prompt or a key)."""
+    out: dict[str, Any] = {
+        "model": rec.response_model or rec.request_model,
+        "request_model": rec.request_model,
+        "operation": rec.operation,
+        "prompt_tokens": rec.prompt_tokens,
+        "completion_tokens": rec.completion_tokens,
+        "total_tokens": rec.total_tokens,
+    }
+    if rec.cached_tokens is not None:
+        out["cached_tokens"] = rec.cached_tokens
+    ttft = _ms(rec.ttft())
+    if ttft is not None:
+        out["ttft_ms"] = ttft
+        tpot = rec.tpot()
+        if tpot is not None:
+            out["tpot_ms"] = round(tpot * 1000, 2)
+    out["backend"] = rec.backend
+    out["target"] = rec.target
+    if rec.estimated:
+        out["estimated"] = True
+    if rec.aborted:
+        out["aborted"] = True
+    return out
+
+
+def llm_text(rec: Any) -> str:
+    """` key=value` pairs for the text line (a model name cut to 128 characters, unsafe ones replaced)."""
+    parts = []
+    for k, v in llm_fields(rec).items():
+        if v is None or k in ("request_model", "operation", "backend", "total_tokens"):
+            continue
+        if v is True:
+            v = 1
+        elif isinstance(v, str):
+            v = v[:128].translate(_UNSAFE)
+        parts.append(f" {k}={v}")
+    return "".join(parts)
 
 
 def key_names_of(snapshot: object) -> frozenset[str]:
@@ -107,12 +154,13 @@ class AccessLog:
         return self._stamp
 
     def write_text(self, client: str, method: str, target: str, status: int, nbytes: int, total_ms: int,
-                   upstream_ms: int | None, request_id: str, snapshot: object = None) -> None:
+                   upstream_ms: int | None, request_id: str, snapshot: object = None, llm: Any = None) -> None:
         if "?" in target:
             target = redact_target(target, self.names_for(snapshot))
         line = (
             f'{client} - - [{self._timestamp()}] "{method} {target} HTTP/1.1" {status} {nbytes} '
-            f'{total_ms} {"-" if upstream_ms is None else upstream_ms} {request_id}\n'
+            f'{total_ms} {"-" if upstream_ms is None else upstream_ms} {request_id}'
+            f'{"" if llm is None else llm_text(llm)}\n'
         )
         self._buf.append(line)
         self._size += len(line)
@@ -120,7 +168,7 @@ class AccessLog:
             self.flush()
 
     def write_json(self, client: str, method: str, target: str, status: int, nbytes: int, total_ms: int,
-                   upstream_ms: int | None, request_id: str, snapshot: object = None) -> None:
+                   upstream_ms: int | None, request_id: str, snapshot: object = None, llm: Any = None) -> None:
         if "?" in target:
             target = redact_target(target, self.names_for(snapshot))
         now_ms = int(time.time() * 1000)
@@ -131,6 +179,8 @@ class AccessLog:
             "response": {"status": status, "size": nbytes},
             "latencies": {"request": total_ms, "proxy": upstream_ms},
         }
+        if llm is not None:
+            entry["ai"] = llm_fields(llm)
         # ensure_ascii: a target decoded as latin-1 may hold any byte; the line stays plain ASCII.
         line = json.dumps(entry, separators=(",", ":")) + "\n"
         self._buf.append(line)

@@ -27,6 +27,21 @@ MESSAGES: dict[int, str] = {
     504: "The upstream server is timing out",
 }
 
+# A request answered before its body was read keeps its connection if at most this much body is left to drop.
+DISCARD_LIMIT = 1024 * 1024
+
+
+def body_discardable(expect: bool, chunked: bool, content_length: bytes) -> bool:
+    """Whether the unread rest of a request body answered early is small enough to read and drop (keep-alive
+    kept): not when the client may wait for 100-continue or the size is unknown (chunked)."""
+    if expect or chunked:
+        return False
+    try:
+        return int(content_length or 0) <= DISCARD_LIMIT
+    except ValueError:
+        return False
+
+
 NO_ROUTE = "no Route matched with those values"
 NO_SERVICE = "no Service found with those values"
 HEADER_TOO_LARGE = "Request header or cookie too large"

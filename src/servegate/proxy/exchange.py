@@ -26,8 +26,6 @@ if TYPE_CHECKING:
     from servegate.proxy.client import ClientProtocol
 
 REPLAY_LIMIT: Final = 64 * 1024
-# A request answered before its body was read keeps its connection if at most this much body is left to drop.
-DISCARD_LIMIT: Final = 1024 * 1024
 PENDING_LIMIT: Final = 64 * 1024
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 _LAST_CHUNK: Final = b"0\r\n\r\n"
@@ -49,7 +47,7 @@ class Exchange:
         "te_trailers", "close_delimited", "resp_started", "replay_size", "norm_path", "body_copy",
         "body_waiter", "body_override", "corked", "client_ip", "bad_status", "prep", "has_connection",
         "raw_path", "clen", "bfilters", "head_wait", "req_body_size", "bal", "ep", "tried",
-        "lb_cookie",
+        "lb_cookie", "llm",
     )
 
     def __init__(self, conn: ClientProtocol, method: bytes, url: bytes, headers: list[tuple[bytes, bytes, bytes]],
@@ -155,6 +153,8 @@ class Exchange:
         self.tried: list[Any] | None = None
         # consistent-hashing on a cookie the client did not send: the Set-Cookie line that gives it one.
         self.lb_cookie: bytes | None = None
+        # An LLM record reading a body relayed as framed (phases.llm_observe); None for every other response.
+        self.llm: Any = None
 
     # -- start: route, plugins ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -520,7 +520,8 @@ class Exchange:
             return
         self._drop_upstream()
         self.status = status
-        if not self.req_done and not self._body_discardable():
+        if not self.req_done and not errors.body_discardable(self.expect, self.chunked,
+                                                             self.header(b"content-length")):
             # The rest of the body will not be read: the connection cannot carry another request.
             self.close_after = True
         data = errors.response_bytes(
@@ -543,15 +544,6 @@ class Exchange:
         if self.connect_fut is not None:
             self.connect_fut.cancel()
             self.connect_fut = None
-
-    def _body_discardable(self) -> bool:
-        """Whether the unread rest of the request body is small enough to read and drop (keep-alive kept)."""
-        if self.expect or self.chunked:
-            return False  # the client may wait for 100-continue, or the size is unknown
-        try:
-            return int(self.header(b"content-length") or 0) <= DISCARD_LIMIT
-        except ValueError:
-            return False
 
     def _str_header(self, lname: bytes) -> str | None:
         for n, _, v in self.headers:
@@ -588,17 +580,19 @@ class Exchange:
         conn = self.conn
         server = conn.server
         now = monotonic()
+        llm = None
         if self.plan is not None:
-            phases.run_log(self)
+            llm = phases.run_log(self)
             # The Context's body reader refers back to this exchange: break the cycle so that refcounting
             # frees both (no cyclic GC work per plugin request).
             self.ctx = None
+            self.llm = None
         log = server.access_log
         if log.enabled:
             log.write(self.client_ip.decode("latin-1"), self.method.decode("latin-1"), self.url.decode("latin-1"),
                       self.status,
                       self.bytes_sent, int((now - self.t_start) * 1000),
                       int((self.t_head - self.t_connect) * 1000) if self.t_head else None, self.rid,
-                      server.holder.current)
+                      server.holder.current, llm)
         conn.exchange_done(self)
 

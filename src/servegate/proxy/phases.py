@@ -217,8 +217,13 @@ def response_head(ex: Exchange, up: UpstreamProtocol) -> bytes | None:
     headers = up.headers
     if ctx is None:
         return ex.render_head(up, headers, None, False)
+    rec = ctx.llm
+    if rec is not None:
+        _llm_head(ex, rec)
     collected = ctx.collected
     if collected is None:
+        if rec is not None:
+            return _head_after_filter(ex, up, None, headers)  # the LLM record reads the body
         # No plugin has a later-phase hook: nothing reads this Context again, and a long stream should not
         # keep it (about 1.5 KB with key-auth + rate-limiting).
         ex.ctx = None
@@ -265,9 +270,14 @@ def _head_after_filter(ex: Exchange, up: UpstreamProtocol, view: ResponseHeaders
     reframe = False
     status = ex.status
     filters = ex.plan.body_filters(ctx)
-    if filters is not None and not ex.is_head and status >= 200 and status not in (204, 304):
-        # The hooks may change the body's length: it goes chunked (HTTP/1.0: close-delimited).
-        ex.bfilters = filters
+    rec = ctx.llm
+    has_body = not ex.is_head and status >= 200 and status not in (204, 304)
+    if rec is not None and has_body and status < 300 and filters is None and not rec.injected:
+        ex.llm = rec  # the LLM record only reads the body: relayed as framed, the parser's on_body feeds it
+    elif has_body and (filters is not None or rec is not None and rec.injected and status < 300):
+        # The hooks may change the body's length (so does the LLM record when it removes the usage chunk the
+        # gateway asked for): it goes chunked (HTTP/1.0: close-delimited).
+        ex.bfilters = filters if filters is not None else []
         ex.decode_body = True
         reframe = True
         if ex.http_minor:
@@ -291,11 +301,44 @@ def body_chunk(ex: Exchange, chunk: bytes, eof: bool) -> bytes:
     ctx = ex.ctx
     if filters is None or ctx is None:
         return chunk
+    rec = ctx.llm
+    if rec is not None:
+        # The LLM record's tap goes first: plugins' body_filters see what the client would get without them.
+        try:
+            chunk = rec.feed(chunk, eof)
+        except Exception as e:
+            log_exception("LLM record failed", e)
+    if not filters:
+        return chunk
     try:
         return run_body_filters(ctx, filters, chunk, eof)
     except Exception as e:
         log_exception("plugin body_filter phase failed", e)
         return chunk
+
+
+def llm_observe(ex: Exchange, chunk: bytes) -> None:
+    """A de-framed body chunk to the LLM record of a response relayed as framed (nothing to rewrite)."""
+    try:
+        ex.llm.feed(chunk, False)
+    except Exception as e:
+        ex.llm = None
+        log_exception("LLM record failed", e)
+
+
+def _llm_head(ex: Exchange, rec: Any) -> None:
+    """The response head to the LLM record: status, which backend (upstream or service) and target served."""
+    bal = ex.bal
+    ep = ex.ep
+    if bal is not None and ep is not None:
+        backend = bal.name
+        target = ep.address
+    else:
+        service = ex.service
+        backend = service.get("name") or service.get("host") if service is not None else None
+        host, port, _ = ex.key
+        target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    rec.head(ex.status, backend, target, ex.t_start)
 
 
 def response_headers(ex: Exchange) -> list[tuple[str, str]] | None:
@@ -304,10 +347,17 @@ def response_headers(ex: Exchange) -> list[tuple[str, str]] | None:
 
 
 # --- log: after the last byte ---------------------------------------------------------------------------------
-def run_log(ex: Exchange) -> None:
+def run_log(ex: Exchange) -> Any:
+    """The log phase; returns the request's LLM record (None when no plugin tracked it) for the access log."""
     ctx = ex.ctx
     if ctx is None:
-        return
+        return None
+    rec = ctx.llm
+    if rec is not None:
+        rec.status = ex.status
+        conn = ex.conn
+        # Aborted: the client went away (499, or its connection is gone) or the stream broke mid-way.
+        rec.finish(ex.status == 499 or conn.transport is None or conn.abort_after)
     ctx.response_status = ex.status
     if ctx.collected is not None and any(h.log is not None for h, _ in ctx.collected):
         _sizes(ex, ctx)
@@ -317,6 +367,7 @@ def run_log(ex: Exchange) -> None:
             ex.conn.server.loop.create_task(_quiet(pending, "log"))
     except Exception as e:
         log_exception("plugin log phase failed", e)
+    return rec
 
 
 def _sizes(ex: Exchange, ctx: Context) -> None:
@@ -331,7 +382,8 @@ def _sizes(ex: Exchange, ctx: Context) -> None:
     ctx.response_size = ex.bytes_sent
     now = monotonic()
     total = int((now - ex.t_start) * 1000)
-    proxy = int((ex.t_head - ex.t_connect) * 1000) if ex.t_head else 0
+    # Kong's -1 when no upstream response head came (an exit, a failed connection).
+    proxy = int((ex.t_head - ex.t_connect) * 1000) if ex.t_head else -1
     kong = int((ex.t_connect - ex.t_start) * 1000) if ex.t_connect else total
     ctx.latencies = {"request": total, "proxy": proxy, "kong": kong}
 

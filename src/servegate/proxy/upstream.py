@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import httptools
 
-from servegate.proxy import faults
+from servegate.proxy import faults, phases
 
 if TYPE_CHECKING:
     from servegate.proxy.exchange import Exchange
@@ -82,12 +82,19 @@ class UpstreamProtocol(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         ex = self.exchange
-        if ex is not None and ex.decode_body:
+        if ex is None:
+            return
+        if ex.decode_body:
             # De-framed: for an HTTP/1.0 client, or for the body_filter hooks.
             if ex.bfilters is None:
+                if ex.llm is not None:
+                    phases.llm_observe(ex, body)
                 ex.client_write(body)
             else:
                 ex.filter_body(body)
+        elif ex.llm is not None:
+            # Relayed as framed by data_received; the request's LLM record reads the de-framed body.
+            phases.llm_observe(ex, body)
 
     def on_message_complete(self) -> None:
         # llhttp forgets the keep-alive verdict once the message is over: read it now.
