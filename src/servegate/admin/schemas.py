@@ -48,6 +48,8 @@ def field_json(field: Field) -> dict[str, Any]:
         out["values"] = field_json(field.values)
     if field.fields is not None:
         out["fields"] = [{name: field_json(f)} for name, f in field.fields]
+    if field.description:  # Kong 3.x schemas carry a field's description too
+        out["description"] = field.description
     return out
 
 

@@ -1,0 +1,291 @@
+"""model-router: one OpenAI-style route for every model; the `model` of the request body picks the backend.
+
+The model is looked up, in this order:
+
+1. `config.models`: explicit entries, model -> backends;
+2. `config.aliases`: alias -> model, then that model as in 1, 3 and 4 (the body's `model` is rewritten);
+3. the lists the backends gave for `GET /v1/models` (discovery, see `discovery.py`);
+4. `config.patterns`: the longest `prefix*` the model starts with (`*` alone matches any model).
+
+A model served by several backends goes to the one with the fewest requests in flight in this worker (counted
+from the access phase to the log phase), ties in turn; or in turn (`balancing = round-robin`). An unknown model
+gets OpenAI's 404 `model_not_found`, a body without a usable `model` a 400 of the same shape. `GET /v1/models` on
+the route answers the merged list. Requests never wait for discovery, except for the first ask of a backend
+that is still running when a request names a model nobody knows yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from servegate import KONG_VERSION
+from servegate.plugins import body as body_codec
+from servegate.plugins import register
+from servegate.plugins.base import Context, Lookups, Plugin
+from servegate.plugins.model_router import backends
+from servegate.plugins.model_router.backends import Backend
+from servegate.plugins.model_router.discovery import CATALOGUE, Entry
+from servegate.plugins.model_router.schema import CONFIG
+
+log = logging.getLogger("servegate.plugins.model-router")
+
+SHARED_KEY = "model-router"
+# Requests in flight per backend name in this worker, from access to log (survives configuration changes).
+OUTSTANDING: dict[str, int] = {}
+_turn = itertools.count()
+_MODELS = "/v1/models"
+_BODILESS = ("GET", "HEAD", "DELETE")
+
+
+def openai_error(message: str, code: str | None, param: str | None = "model",
+                 kind: str = "invalid_request_error") -> dict[str, Any]:
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+class RouterConf:
+    """One instance's configuration, bound to the snapshot it was compiled with."""
+
+    def __init__(self, config: Mapping[str, Any], lookups: Lookups) -> None:
+        self.backends: dict[str, Backend] = {}
+        for name in config.get("backends") or ():
+            b = backends.resolve(name, lookups)
+            if b is not None:
+                self.backends[name] = b
+        self.order = tuple(self.backends)
+        self.explicit: dict[str, tuple[str, ...]] = {
+            model: self._known(names) for model, names in (config.get("models") or {}).items()}
+        self.aliases: dict[str, str] = dict(config.get("aliases") or {})
+        # Longest prefix first, so the first match is the one that decides.
+        self.patterns = sorted(((p[:-1], self._known(names)) for p, names in (config.get("patterns") or {}).items()),
+                               key=lambda item: -len(item[0]))
+        disc = config.get("discovery") or {}
+        self.discovery = disc.get("enabled", True) is not False
+        self.timeout = float(disc.get("timeout") or 5)
+        self.round_robin = config.get("balancing") == "round-robin"
+        self.models_endpoint = config.get("models_endpoint", True) is not False
+        self.entries: dict[str, Entry] = {}
+        if self.discovery:
+            interval = float(disc.get("refresh_interval") or 30)
+            for name, b in self.backends.items():
+                self.entries[name] = CATALOGUE.entry(name, b.probes, interval, self.timeout)
+        self._version = -1
+        self._discovered: dict[str, tuple[str, ...]] = {}
+
+    def _known(self, names: Any) -> tuple[str, ...]:
+        return tuple(n for n in names or () if n in self.backends)
+
+    # -- lookups ----------------------------------------------------------------------------------------
+    def discovered(self) -> dict[str, tuple[str, ...]]:
+        """model -> backends that list it (config order), rebuilt only when a list changed."""
+        if self._version != CATALOGUE.version:
+            version = CATALOGUE.version
+            found: dict[str, list[str]] = {}
+            for name, e in self.entries.items():
+                for model in e.ids:
+                    found.setdefault(model, []).append(name)
+            self._discovered = {m: tuple(n) for m, n in found.items()}
+            self._version = version
+        return self._discovered
+
+    def lookup(self, model: str) -> tuple[tuple[str, ...], bool]:
+        """(backends, found by discovery) for a model that is not an alias; () when none serves it."""
+        names = self.explicit.get(model)
+        if names:
+            return names, False
+        names = self.discovered().get(model) if self.entries else None
+        if names:
+            return names, True
+        for prefix, names in self.patterns:
+            if model.startswith(prefix) and names:
+                return names, False
+        return (), False
+
+    def resolve(self, model: str) -> tuple[str, tuple[str, ...], bool]:
+        """(model to send, its backends, found by discovery)."""
+        target = self.aliases.get(model)
+        if target is not None:
+            model = target
+        names, discovered = self.lookup(model)
+        return model, names, discovered
+
+    def pending(self) -> list[asyncio.Task[None]]:
+        return [t for e in self.entries.values() if (t := e.first_pending) is not None]
+
+    def pick(self, names: tuple[str, ...]) -> str:
+        if len(names) == 1:
+            return names[0]
+        turn = next(_turn)
+        if self.round_robin:
+            return names[turn % len(names)]
+        low = min(OUTSTANDING.get(n, 0) for n in names)
+        best = [n for n in names if OUTSTANDING.get(n, 0) == low]
+        return best[turn % len(best)]
+
+    # -- GET /v1/models ---------------------------------------------------------------------------------
+    def model_cards(self) -> list[dict[str, Any]]:
+        """The merged list: explicit entries, then each backend's list in config order, then aliases; one card
+        per id, `owned_by` the first backend (in that order) that serves it."""
+        cards: dict[str, dict[str, Any]] = {}
+        listed = {name: {c["id"]: c for c in e.cards or ()} for name, e in self.entries.items()}
+
+        def add(model: str, owner: str, card: Mapping[str, Any] | None) -> None:
+            if model not in cards:
+                out = {"id": model, "object": "model", "created": 0}
+                if card is not None:
+                    out.update(card)
+                    out["id"] = model
+                    if not isinstance(out.get("created"), int):
+                        out["created"] = 0
+                out["owned_by"] = owner
+                out["object"] = "model"
+                cards[model] = out
+
+        for model, names in self.explicit.items():
+            if names:
+                add(model, names[0], listed.get(names[0], {}).get(model))
+        for name, entry_cards in listed.items():
+            for model, card in entry_cards.items():
+                add(model, name, card)
+        for alias, model in self.aliases.items():
+            names, _ = self.lookup(model)
+            if names:
+                add(alias, names[0], cards.get(model) or listed.get(names[0], {}).get(model))
+        return list(cards.values())
+
+
+async def _model_of(ctx: Context) -> tuple[str, dict[str, Any] | None]:
+    """The request's model and its parsed JSON body (None for a form body); a 400 when there is none."""
+    body = await ctx.json_body()
+    parsed: dict[str, Any] | None = body if isinstance(body, dict) else None
+    if body is None and "form" in (ctx.header("content-type") or ""):
+        # multipart/form-data (audio transcriptions) or urlencoded: routed, never rewritten
+        body = body_codec.decode(ctx.header("content-type"), await ctx.body())
+    if not isinstance(body, dict):
+        ctx.respond(400, openai_error("The request body must be a JSON object with a `model` field.",
+                                      "missing_model"))
+    model = body.get("model")
+    if model is None:
+        ctx.respond(400, openai_error("you must provide a model parameter", "missing_model"))
+    if not isinstance(model, str) or not model:
+        ctx.respond(400, openai_error("Invalid value for 'model': expected a non-empty string.", "missing_model"))
+    return model, parsed
+
+
+def _track() -> Any:
+    """servegate.llm.track, when that module is there (usage tracking of routed requests)."""
+    global _tracker
+    if _tracker is None:
+        try:
+            from servegate import llm
+
+            _tracker = getattr(llm, "track", False)
+        except ImportError:
+            _tracker = False
+    return _tracker or None
+
+
+_tracker: Any = None
+
+
+class ModelRouter(Plugin):
+    name = "model-router"
+    # After authentication (key-auth 1250) and rate limiting (910), as Kong's ai-proxy (770).
+    PRIORITY = 770
+    VERSION = KONG_VERSION
+    config_schema = CONFIG
+    protocols_default = ("http", "https")
+    # compile() reads services, upstreams and targets: their changes recompile the instances.
+    binds = ("services", "upstreams", "targets")
+
+    def compile(self, row: Mapping[str, Any], lookups: Lookups) -> RouterConf:
+        return RouterConf(row.get("config") or {}, lookups)
+
+    async def access(self, ctx: Context, conf: RouterConf) -> None:  # type: ignore[override]
+        rel = backends.strip_route_prefix(ctx.route, ctx.path)
+        if ctx.method == "GET" and rel.startswith(_MODELS):
+            if not conf.models_endpoint:
+                return  # answered by the route's service, as without the plugin
+            _models_endpoint(ctx, conf, rel)
+        if ctx.method in _BODILESS and not await ctx.body():
+            # No model to route by: what OpenAI answers for a path it does not serve.
+            ctx.respond(404, openai_error(f"Invalid URL ({ctx.method} {ctx.path[:256]})", None, None))
+        asked, body = await _model_of(ctx)
+        model, names, discovered = conf.resolve(asked)
+        if not names:
+            pending = conf.pending()
+            if pending:  # the first ask of a backend is running: its answer may know the model
+                await asyncio.wait(pending, timeout=conf.timeout)
+                model, names, discovered = conf.resolve(asked)
+        if not names:
+            ctx.respond(404, openai_error(f"The model `{asked[:256]}` does not exist.", "model_not_found"))
+        if model != asked and body is not None:
+            body["model"] = model  # the parsed body is shared: a later set_body (usage tracking) keeps this
+            ctx.set_body(orjson.dumps(body))
+        name = conf.pick(names)
+        b = conf.backends[name]
+        _send(ctx, b, rel)
+        OUTSTANDING[name] = OUTSTANDING.get(name, 0) + 1
+        if ctx.shared is None:
+            ctx.shared = {}
+        ctx.shared[SHARED_KEY] = (name, conf.entries.get(name) if discovered else None)
+        track = _track()
+        if track is not None:
+            record = await track(ctx)
+            if record is not None:
+                record.backend = name
+
+    def log(self, ctx: Context, conf: RouterConf) -> None:  # type: ignore[override]
+        routed = ctx.shared.get(SHARED_KEY) if ctx.shared is not None else None
+        if routed is None:
+            return
+        name, entry = routed
+        OUTSTANDING[name] = max(0, OUTSTANDING.get(name, 0) - 1)
+        if entry is not None and ctx.response_status == 404:
+            # The backend listed the model and now denies it: ask it again (the list may have changed).
+            CATALOGUE.kick(entry, debounce=True)
+
+    def init_worker(self, worker: Any) -> None:  # type: ignore[override]
+        CATALOGUE.start(worker)
+
+    async def shutdown_worker(self, worker: Any) -> None:  # type: ignore[override]
+        await CATALOGUE.stop()
+
+
+def _models_endpoint(ctx: Context, conf: RouterConf, rel: str) -> None:
+    """GET /v1/models (the merged list) and GET /v1/models/{id} (one card); other paths are not ours."""
+    if rel == _MODELS or rel == _MODELS + "/":
+        ctx.respond(200, {"object": "list", "data": conf.model_cards()})
+    if rel.startswith(_MODELS + "/"):
+        wanted = rel[len(_MODELS) + 1:]
+        for card in conf.model_cards():
+            if card["id"] == wanted:
+                ctx.respond(200, card)
+        ctx.respond(404, openai_error(f"The model `{wanted[:256]}` does not exist.", "model_not_found"))
+
+
+def _send(ctx: Context, b: Backend, rel: str) -> None:
+    path = b.path_for(rel)
+    if b.upstream is not None:
+        err = ctx.set_upstream(b.upstream)
+        if err is not None:  # deleted since this configuration was compiled
+            ctx.respond(503, openai_error(f"backend {b.name} is not available: {err}", "backend_unavailable",
+                                          None, "server_error"))
+    else:
+        assert b.target is not None
+        ctx.set_target(*b.target)
+    if b.scheme is not None:
+        ctx.set_scheme(b.scheme)
+    ctx.set_path(path)
+    if b.timeouts is not None:
+        ctx.set_timeouts(*b.timeouts)
+    if b.retries is not None:
+        ctx.set_retries(b.retries)
+
+
+register(ModelRouter)
