@@ -7,6 +7,13 @@ Endpoints: /v1/chat/completions (JSON, or SSE with `"stream": true`), /v1/comple
 Request headers steering a response: X-Fake-Pace-Ms (ms between SSE chunks), X-Fake-Sleep-Ms (delay before
 answering), X-Fake-Mode: reset (abort the connection after a few SSE chunks), X-Fake-Tag (names the connection
 in the close event). The number of SSE token chunks is `max_tokens` (default 5).
+Usage (tests/llm): without X-Fake-Usage a stream carries usage on its finish chunk (old llama-server); with
+X-Fake-Usage: honour, a separate `choices: []` usage chunk only when stream_options asks (vLLM: an empty object
+asks); ignore, none in streams; never, none in streams or JSON. X-Fake-No-Done: 1 ends a stream without
+`data: [DONE]`; X-Fake-Plain-500: 1 answers 500 in plain text; X-Fake-Crlf: 1 ends SSE lines with CRLF;
+X-Fake-Comments: 1 sends `: ping` comments between events; X-Fake-Split: 1 writes each event in two pieces.
+Prompt tokens are the words of the prompt (messages' content, prompt, input) plus 1. /__requests lists the
+bodies of the /v1 requests received.
 """
 
 from __future__ import annotations
@@ -21,6 +28,27 @@ import httptools
 
 EVENTS: list[dict[str, Any]] = []
 STATS = {"connections": 0, "requests": 0}
+REQUESTS: list[Any] = []
+
+
+def usage(body: dict[str, Any], n: int) -> dict[str, Any]:
+    pt = prompt_tokens(body)
+    return {"prompt_tokens": pt, "completion_tokens": n, "total_tokens": pt + n,
+            "prompt_tokens_details": {"cached_tokens": 1}}
+
+
+def prompt_tokens(body: dict[str, Any]) -> int:
+    """The fake's token count of a prompt: its words, plus 1 (so that it differs from a characters/4 guess)."""
+    words = 0
+    for m in body.get("messages") or []:
+        if isinstance(m, dict) and isinstance(m.get("content"), str):
+            words += len(m["content"].split())
+    for key in ("prompt", "input"):
+        v = body.get(key)
+        for s in v if isinstance(v, list) else [v]:
+            if isinstance(s, str):
+                words += len(s.split())
+    return words + 1
 # --models a,b: the models this backend serves (/v1/models lists them; any other model gets vLLM's 404); POST
 # /__models with a JSON list replaces them. Empty: the single `fake-model`, any model accepted. /__stats counts
 # the requests per model under "models".
@@ -116,6 +144,14 @@ class Conn(asyncio.Protocol):
                 self.respond(400, b'{"error":"bad json"}')
                 return
         ka = req["keep_alive"]
+        if path.startswith("/v1/") and req["method"] == "POST":
+            REQUESTS.append(body)
+        if h.get("x-fake-plain-500") and path.startswith("/v1/"):
+            self.respond(500, b"Internal Server Error", ctype="text/plain", keep_alive=ka)
+            return
+        if path == "/__requests":
+            self.respond(200, json.dumps(REQUESTS).encode(), keep_alive=ka)
+            return
         if isinstance(body.get("model"), str):
             MODEL_HITS[body["model"]] = MODEL_HITS.get(body["model"], 0) + 1
         if path.startswith("/__echo"):
@@ -147,6 +183,8 @@ class Conn(asyncio.Protocol):
             out = {"object": "list", "model": body.get("model", "fake-model"),
                    "data": [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i in range(n)],
                    "usage": {"prompt_tokens": 3 * n, "total_tokens": 3 * n}}
+            if h.get("x-fake-usage") == "never":
+                del out["usage"]
             self.respond(200, json.dumps(out).encode(), keep_alive=ka)
         elif path in ("/v1/chat/completions", "/v1/completions"):
             chat = path == "/v1/chat/completions"
@@ -163,6 +201,10 @@ class Conn(asyncio.Protocol):
                 out = {"id": "cmpl-fake", "object": "chat.completion" if chat else "text_completion",
                        "created": int(time.time()), "model": body.get("model", "fake-model"), "choices": [choice],
                        "usage": {"prompt_tokens": 3, "completion_tokens": n, "total_tokens": 3 + n}}
+                if h.get("x-fake-usage") == "never":
+                    del out["usage"]
+                elif h.get("x-fake-usage"):
+                    out["usage"] = usage(body, n)
                 self.respond(200, json.dumps(out).encode(), keep_alive=ka)
         else:
             self.respond(404, b'{"error":"not found"}', keep_alive=ka)
@@ -175,8 +217,15 @@ class Conn(asyncio.Protocol):
         self.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
                    b"Transfer-Encoding: chunked\r\n\r\n")
 
-        def event(obj: Any) -> bytes:
-            data = b"data: " + (obj if isinstance(obj, bytes) else json.dumps(obj).encode()) + b"\n\n"
+        nl = b"\r\n" if h.get("x-fake-crlf") else b"\n"
+        ping = b": ping" + nl + nl if h.get("x-fake-comments") else b""
+        split = bool(h.get("x-fake-split"))
+
+        def event(obj: Any, ping: bytes = ping) -> bytes:
+            data = ping + b"data: " + (obj if isinstance(obj, bytes) else json.dumps(obj).encode()) + nl + nl
+            if split:  # two chunks of the chunked body: the event spans them
+                half = len(data) // 2
+                return b"%x\r\n%b\r\n%x\r\n%b\r\n" % (half, data[:half], len(data) - half, data[half:])
             return b"%x\r\n%b\r\n" % (len(data), data)
 
         def chunk(i: int | None) -> dict[str, Any]:
@@ -204,8 +253,18 @@ class Conn(asyncio.Protocol):
         last["choices"][0]["finish_reason"] = "stop"
         if chat:
             last["choices"][0]["delta"] = {}
-        last["usage"] = {"prompt_tokens": 3, "completion_tokens": n, "total_tokens": 3 + n}
-        self.write(event(last) + event(b"[DONE]") + b"0\r\n\r\n")
+        mode = h.get("x-fake-usage")
+        if mode is None:
+            last["usage"] = {"prompt_tokens": 3, "completion_tokens": n, "total_tokens": 3 + n}
+        tail = event(last)
+        opts = body.get("stream_options")
+        if mode == "honour" and isinstance(opts, dict) and opts.get("include_usage", True):
+            # vLLM: a separate chunk with empty choices, an empty stream_options object counting as asked.
+            tail += event({"id": "cmpl-fake", "object": "chat.completion.chunk" if chat else "text_completion",
+                           "created": 0, "model": model, "choices": [], "usage": usage(body, n)}, b"")
+        if not h.get("x-fake-no-done"):
+            tail += event(b"[DONE]")
+        self.write(tail + b"0\r\n\r\n")
 
 
 async def main() -> None:

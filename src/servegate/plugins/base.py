@@ -15,6 +15,7 @@ from urllib.parse import quote, unquote_plus
 import orjson
 from mypy_extensions import mypyc_attr
 
+from servegate.plugins.serialize import serialize_context
 from servegate.schema.fields import Field
 
 # kong.response.error's message for a status when the caller gave none (kong-compat §5.5).
@@ -79,7 +80,8 @@ class Context:
     set_timeouts(connect, write, read), set_retries(n); read by the proxy as upstream_target, upstream_scheme,
     upstream_path, upstream_name, upstream_timeouts, upstream_retries.
     Answering instead of proxying: exit(status, message) (Kong's error body), respond(status, body).
-    Log phase: request_size, response_size (bytes), latencies (Kong's: request, proxy, kong; ms).
+    Log phase: request_size, response_size (bytes), latencies (Kong's: request, proxy, kong; ms), serialize()
+    (kong.log.serialize), llm (the servegate.llm.LLMRecord when a plugin tracked the request).
     """
 
     __slots__ = (
@@ -89,7 +91,7 @@ class Context:
         "response_status", "downstream_headers", "shared", "collected", "upstream_preset",
         "upstream_target", "upstream_scheme", "upstream_path", "request_size", "response_size", "latencies",
         "upstream_name", "upstream_timeouts", "upstream_retries", "_query", "_body", "_read_body", "_json",
-        "_config", "llm",
+        "_config", "llm", "log_source", "response_raw",
     )
 
     def __init__(
@@ -149,10 +151,19 @@ class Context:
         # The request's servegate.llm.LLMRecord once an LLM-aware plugin called servegate.llm.track(ctx): the
         # proxy then feeds it the response (usage, timings) for the log phase.
         self.llm: Any = None
+        # Set by the proxy for log hooks only, read by serialize(): (request target as received, server port,
+        # upstream (host, port) or None, upstream target path, upstream query), and the upstream's response head.
+        self.log_source: tuple[Any, ...] | None = None
+        self.response_raw: list[tuple[bytes, bytes]] | None = None
         self._json: Any = _UNPARSED
         self._query: dict[str, QueryValue] | None = None
         self._body = body
         self._read_body = read_body
+
+    def serialize(self) -> dict[str, Any]:
+        """kong.log.serialize(): the request as log plugins see it (Kong's field names; credentials redacted),
+        with Kong's `ai.proxy` section when an LLM record was tracked. For the log phase."""
+        return serialize_context(self)
 
     # -- request ---------------------------------------------------------------------------------
     def query(self) -> dict[str, QueryValue]:

@@ -229,6 +229,7 @@ def response_head(ex: Exchange, up: UpstreamProtocol) -> bytes | None:
         ex.ctx = None
         return ex.render_head(up, headers, _added(ctx), False)
     ctx.response_status = ex.status
+    ctx.response_raw = headers  # for serialize(): a reference, decoded only if a log hook asks
     view: ResponseHeaders | None = None
     if any(h.header_filter is not None for h, _ in collected):
         # Only a plugin with a header_filter hook sees the upstream headers: decode them just then.
@@ -386,6 +387,8 @@ def _sizes(ex: Exchange, ctx: Context) -> None:
     proxy = int((ex.t_head - ex.t_connect) * 1000) if ex.t_head else -1
     kong = int((ex.t_connect - ex.t_start) * 1000) if ex.t_connect else total
     ctx.latencies = {"request": total, "proxy": proxy, "kong": kong}
+    # What serialize() needs from the exchange, as it is (decoded only if a log hook calls serialize()).
+    ctx.log_source = (ex.url, ex.conn.port, ex.key if ex.t_connect else None, ex.prep.target, ex.query)
 
 
 async def _quiet(pending: Awaitable[None], phase: str) -> None:
