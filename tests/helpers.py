@@ -155,13 +155,14 @@ FAKE_BACKEND = Path(__file__).resolve().parent / "proxy" / "fake_openai.py"
 
 
 @contextlib.contextmanager
-def fake_backend() -> Iterator[str]:
-    """The fake OpenAI backend (tests/proxy/fake_openai.py) in its own process; yields its base URL."""
+def fake_backend(models: str = "", port: int | None = None) -> Iterator[str]:
+    """The fake OpenAI backend (tests/proxy/fake_openai.py) in its own process; yields its base URL. `models`: its
+    `--models` (comma-separated); `port`: where it listens (default: a free port)."""
     import socket
 
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, str(FAKE_BACKEND), "--port", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    port = port or free_port()
+    proc = subprocess.Popen([sys.executable, str(FAKE_BACKEND), "--port", str(port), "--models", models],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(200):
             try:

@@ -42,7 +42,7 @@ tgi      {echo}/base   /tgi      # a comment after the fields
     assert "service ollama-service" in first.stdout and "route tgi-route /tgi (strip_path): created" in first.stdout
     state = admin_state(gateway)
     services, routes = by_name(state["services"]), by_name(state["routes"])
-    assert set(services) == {"vllm-service", "ollama-service", "tgi-service", "admin-api-service"}
+    assert set(services) == {"vllm-service", "ollama-service", "tgi-service", "admin-api-service", "llm-service"}
     assert routes["ollama-route"]["paths"] == ["/v1/ollama"] and routes["tgi-route"]["paths"] == ["/tgi"]
     assert routes["tgi-route"]["service"] == {"id": services["tgi-service"]["id"]}
     assert services["tgi-service"]["path"] == "/base"
@@ -54,7 +54,7 @@ tgi      {echo}/base   /tgi      # a comment after the fields
     second = ok(run_setup(gateway, VLLM_UPSTREAM_URL=echo, BACKENDS_FILE=backends, KONG_ADMIN_API_KEY=KEY_A))
     assert admin_state(gateway) == state
     assert "created" not in second.stdout and "updated" not in second.stdout
-    assert second.stdout.count(": unchanged") == 11
+    assert second.stdout.count(": unchanged") == 14
 
 
 def test_a_backend_removed_from_the_file_is_left_alone(gateway: Servegate, echo: str, tmp_path: Path) -> None:

@@ -25,10 +25,10 @@ def test_second_run_changes_nothing(gateway: Servegate) -> None:
     assert second.returncode == 0, second.stdout + second.stderr
     assert admin_state(gateway) == state1
     assert "created" not in second.stdout and "updated" not in second.stdout
-    assert second.stdout.count(": unchanged") == 9
+    assert second.stdout.count(": unchanged") == 12
 
     services = by_name(state1["services"])
-    assert set(services) == {"vllm-service", "sglang-service", "admin-api-service"}
+    assert set(services) == {"vllm-service", "sglang-service", "admin-api-service", "llm-service"}
     vllm = services["vllm-service"]
     assert (vllm["protocol"], vllm["host"], vllm["port"], vllm["path"]) == ("http", "vllm.example.internal", 8080, None)
     assert (vllm["read_timeout"], vllm["write_timeout"]) == (120000, 120000)
@@ -48,8 +48,18 @@ def test_second_run_changes_nothing(gateway: Servegate) -> None:
         assert routes[route]["strip_path"] is True
         assert routes[route]["service"] == {"id": services[service]["id"]}
 
-    [plugin] = state1["plugins"]
-    assert plugin["name"] == "key-auth" and plugin["enabled"] is True
+    # /v1 for every model: the model router over both backends, on a route of its own that keeps its path.
+    llm = services["llm-service"]
+    assert (llm["protocol"], llm["host"], llm["port"], llm["path"]) == ("http", "vllm.example.internal", 8080, None)
+    assert (routes["llm-route"]["paths"], routes["llm-route"]["strip_path"]) == (["/v1"], False)
+    assert routes["llm-route"]["service"] == {"id": llm["id"]}
+    plugins = by_name(state1["plugins"])
+    router = plugins["model-router"]
+    assert router["route"] == {"id": routes["llm-route"]["id"]} and router["service"] is None
+    assert router["config"]["backends"] == ["vllm-service", "sglang-service"]
+
+    plugin = plugins["key-auth"]
+    assert plugin["enabled"] is True
     assert plugin["service"] == {"id": admin_svc["id"]}
     [consumer] = state1["consumers"]
     assert consumer["username"] == "admin"
@@ -79,8 +89,8 @@ def test_unset_backend_is_skipped(gateway: Servegate) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "SGLANG_UPSTREAM_URL is not set: skipping sglang-service and sglang-route" in proc.stdout
     state = admin_state(gateway)
-    assert set(by_name(state["services"])) == {"vllm-service", "admin-api-service"}
-    assert set(by_name(state["routes"])) == {"vllm-route", "admin-api-route"}
+    assert set(by_name(state["services"])) == {"vllm-service", "admin-api-service", "llm-service"}
+    assert set(by_name(state["routes"])) == {"vllm-route", "admin-api-route", "llm-route"}
 
 
 def test_admin_api_error_fails_the_job(gateway: Servegate) -> None:
@@ -117,7 +127,8 @@ def test_configured_gateway_serves_the_seed_routes(tmp_path: Any, echo: str) -> 
         assert get("/admin-api/services")[0] == 401
         assert get("/admin-api/services?apikey=wrong")[0] == 401
         status, body = get(f"/admin-api/services?apikey={KEY_A}")
-        assert status == 200 and {s["name"] for s in body["data"]} == {"vllm-service", "admin-api-service"}
+        assert status == 200 and {s["name"] for s in body["data"]} == {"vllm-service", "admin-api-service",
+                                                                        "llm-service"}
         assert get("/admin-api/services", apikey=KEY_A)[0] == 200
         status, body = get(
             f"/admin-api/services/vllm-service?apikey={KEY_A}", "PATCH", b"read_timeout=300000&write_timeout=300000",

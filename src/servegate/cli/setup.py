@@ -11,6 +11,10 @@ What it manages:
     at it; back to one URL, the service points at it again and the upstream is deleted.
   * the backends of the optional `BACKENDS_FILE` (setup_backends.py), each the same way: `<name>-service`,
     `<name>-route`, and `<name>-upstream` for a list. A backend removed from the file is left as it is.
+  * one `/v1` for every model: `llm-route` (`/v1`, strip_path off) on `llm-service` (the first backend's address, a
+    placeholder: the plugin chooses), with a `model-router` plugin whose `backends` hold every backend's service;
+    a later run adds the backends it does not list yet and leaves the rest of its configuration alone. No backend,
+    or a gateway without the plugin: skipped. The longer prefixes (`/v1/vllm`, ...) keep their own routes.
   * `admin-api-service` pointing at the Admin API over loopback, route `admin-api-route` `/admin-api`,
     and a `key-auth` plugin on that service.
   * consumer `admin` holding exactly one key-auth credential: `SERVEGATE_ADMIN_API_KEY` or `KONG_ADMIN_API_KEY`.
@@ -56,6 +60,7 @@ LLM_TIMEOUT_MS = 120_000
 # The value shipped in .env.example; worth a warning when it reaches a real deployment.
 EXAMPLE_ADMIN_KEY = "changeme-admin-key-secret"
 ADMIN_CONSUMER = "admin"
+LLM_SERVICE, LLM_ROUTE, ROUTER_PLUGIN = "llm-service", "llm-route", "model-router"
 
 __all__ = ["SetupError", "run_setup", "setup"]
 
@@ -195,8 +200,9 @@ def ensure_service_fields(client: AdminClient, name: str, wanted: dict[str, Any]
     return str(current["id"])
 
 
-def ensure_route(client: AdminClient, name: str, service_id: str, prefix: str, out: Printer) -> None:
-    wanted = {"service": {"id": service_id}, "paths": [prefix], "strip_path": True}
+def ensure_route(client: AdminClient, name: str, service_id: str, prefix: str, out: Printer, *,
+                 strip: bool = True) -> None:
+    wanted = {"service": {"id": service_id}, "paths": [prefix], "strip_path": strip}
     path = f"/routes/{_q(name)}"
     current = client.get_or_none(path)
     if current is None:
@@ -207,7 +213,7 @@ def ensure_route(client: AdminClient, name: str, service_id: str, prefix: str, o
         state = "updated"
     else:
         state = "unchanged"
-    out(f"route {name} {prefix} (strip_path): {state}")
+    out(f"route {name} {prefix} ({'strip_path' if strip else 'no strip_path'}): {state}")
 
 
 def ensure_upstream(client: AdminClient, name: str, balanced: Balanced, out: Printer) -> None:
@@ -304,6 +310,43 @@ def ensure_backend(client: AdminClient, backend: Backend, out: Printer) -> None:
         if backend.in_file:  # name the line the backend comes from
             raise SetupError(f"{backend.source}: {exc}") from exc
         raise
+
+
+def ensure_llm_route(client: AdminClient, backends: list[Backend], out: Printer) -> None:
+    """`/v1` for every model: llm-route on llm-service, and the model-router plugin over every backend's service."""
+    if not backends:
+        out(f"no backend configured: skipping {LLM_SERVICE}, {LLM_ROUTE} and its {ROUTER_PLUGIN} plugin")
+        return
+    enabled = client.expect("GET", "/plugins/enabled", ok=(200,))
+    if ROUTER_PLUGIN not in ((enabled or {}).get("enabled_plugins") or ()):
+        out(f"the gateway has no {ROUTER_PLUGIN} plugin: skipping {LLM_SERVICE} and {LLM_ROUTE} (/v1)")
+        return
+    # A placeholder (a route needs a service; the plugin sends what it routes elsewhere): the first backend's first
+    # URL, never its upstream, which would then outlive a return to one URL (drop_upstream keeps a used upstream).
+    url = backends[0].urls[0]
+    service_id = ensure_service(client, LLM_SERVICE, url, out)
+    ensure_route(client, LLM_ROUTE, service_id, "/v1", out, strip=False)
+    wanted = [b.service for b in backends]
+    base = f"/routes/{_q(LLM_ROUTE)}/plugins"
+    found = [p for p in client.list_all(base) if p.get("name") == ROUTER_PLUGIN and not p.get("consumer")]
+    if not found:
+        client.expect("POST", base, {"name": ROUTER_PLUGIN, "config": {"backends": wanted}})
+        state = "created"
+    else:
+        plugin = found[0]
+        have = list((plugin.get("config") or {}).get("backends") or [])
+        missing = [name for name in wanted if name not in have]
+        change: dict[str, Any] = {}
+        if missing:
+            change["config"] = {"backends": have + missing}
+        if plugin.get("enabled") is False:
+            change["enabled"] = True
+        if change:
+            client.expect("PATCH", f"/plugins/{plugin['id']}", change, ok=(200,))
+            state = "updated" if missing else "re-enabled"
+        else:
+            state = "unchanged"
+    out(f"plugin {ROUTER_PLUGIN} on {LLM_ROUTE} over {', '.join(wanted)}: {state}")
 
 
 def ensure_key_auth(client: AdminClient, service: str, out: Printer) -> None:
@@ -411,6 +454,7 @@ def run_setup(
         wait_for_admin(client, _wait_seconds(env) if wait_s is None else wait_s, out)
         for backend in backends:
             ensure_backend(client, backend, out)
+        ensure_llm_route(client, backends, out)
 
         admin_service_id = ensure_service(client, "admin-api-service", admin_upstream(env, admin_url), out)
         ensure_route(client, "admin-api-route", admin_service_id, "/admin-api", out)
@@ -436,7 +480,7 @@ def setup(
         typer.Option(metavar="SECONDS", help="Seconds to wait for the Admin API (default: SERVEGATE_SETUP_WAIT or 60)."),
     ] = None,
 ) -> None:
-    """Create or update the standard services, routes, key-auth plugin and admin consumer (idempotent).
+    """Create or update the standard services, routes, the /v1 model router, key-auth and the admin consumer.
 
     Reads VLLM_UPSTREAM_URL and SGLANG_UPSTREAM_URL (one URL, or a comma-separated list that becomes an upstream
     with one target per URL), the optional BACKENDS_FILE (lines "name URL[,URL...] [route-path]") and

@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 
 from servegate import KONG_VERSION
+from servegate.llm import track
 from servegate.plugins import body as body_codec
 from servegate.plugins import register
 from servegate.plugins.base import Context, Lookups, Plugin
@@ -51,7 +52,8 @@ def openai_error(message: str, code: str | None, param: str | None = "model",
 class RouterConf:
     """One instance's configuration, bound to the snapshot it was compiled with."""
 
-    def __init__(self, config: Mapping[str, Any], lookups: Lookups) -> None:
+    def __init__(self, config: Mapping[str, Any], lookups: Lookups, plugin_id: str | None = None) -> None:
+        self.plugin_id = plugin_id
         self.backends: dict[str, Backend] = {}
         for name in config.get("backends") or ():
             b = backends.resolve(name, lookups)
@@ -114,8 +116,13 @@ class RouterConf:
         names, discovered = self.lookup(model)
         return model, names, discovered
 
-    def pending(self) -> list[asyncio.Task[None]]:
-        return [t for e in self.entries.values() if (t := e.first_pending) is not None]
+    async def first_asks(self) -> bool:
+        """Wait (up to the discovery timeout) for the first asks of this instance's backends that still run, as
+        right after start or a configuration change; True when there were any."""
+        pending = [t for e in self.entries.values() if (t := e.first_pending) is not None]
+        if pending:
+            await asyncio.wait(pending, timeout=self.timeout)
+        return bool(pending)
 
     def pick(self, names: tuple[str, ...]) -> str:
         if len(names) == 1:
@@ -177,22 +184,6 @@ async def _model_of(ctx: Context) -> tuple[str, dict[str, Any] | None]:
     return model, parsed
 
 
-def _track() -> Any:
-    """servegate.llm.track, when that module is there (usage tracking of routed requests)."""
-    global _tracker
-    if _tracker is None:
-        try:
-            from servegate import llm
-
-            _tracker = getattr(llm, "track", False)
-        except ImportError:
-            _tracker = False
-    return _tracker or None
-
-
-_tracker: Any = None
-
-
 class ModelRouter(Plugin):
     name = "model-router"
     # After authentication (key-auth 1250) and rate limiting (910), as Kong's ai-proxy (770).
@@ -204,24 +195,22 @@ class ModelRouter(Plugin):
     binds = ("services", "upstreams", "targets")
 
     def compile(self, row: Mapping[str, Any], lookups: Lookups) -> RouterConf:
-        return RouterConf(row.get("config") or {}, lookups)
+        return RouterConf(row.get("config") or {}, lookups, row.get("id"))
 
     async def access(self, ctx: Context, conf: RouterConf) -> None:  # type: ignore[override]
         rel = backends.strip_route_prefix(ctx.route, ctx.path)
         if ctx.method == "GET" and rel.startswith(_MODELS):
             if not conf.models_endpoint:
                 return  # answered by the route's service, as without the plugin
+            await conf.first_asks()
             _models_endpoint(ctx, conf, rel)
         if ctx.method in _BODILESS and not await ctx.body():
             # No model to route by: what OpenAI answers for a path it does not serve.
             ctx.respond(404, openai_error(f"Invalid URL ({ctx.method} {ctx.path[:256]})", None, None))
         asked, body = await _model_of(ctx)
         model, names, discovered = conf.resolve(asked)
-        if not names:
-            pending = conf.pending()
-            if pending:  # the first ask of a backend is running: its answer may know the model
-                await asyncio.wait(pending, timeout=conf.timeout)
-                model, names, discovered = conf.resolve(asked)
+        if not names and await conf.first_asks():  # the answer of a backend's first ask may know the model
+            model, names, discovered = conf.resolve(asked)
         if not names:
             ctx.respond(404, openai_error(f"The model `{asked[:256]}` does not exist.", "model_not_found"))
         if model != asked and body is not None:
@@ -234,11 +223,10 @@ class ModelRouter(Plugin):
         if ctx.shared is None:
             ctx.shared = {}
         ctx.shared[SHARED_KEY] = (name, conf.entries.get(name) if discovered else None)
-        track = _track()
-        if track is not None:
-            record = await track(ctx)
-            if record is not None:
-                record.backend = name
+        # Token usage of every routed request (servegate.llm): the proxy feeds the record the response.
+        record = await track(ctx, conf.plugin_id)
+        if record is not None:
+            record.backend = name
 
     def log(self, ctx: Context, conf: RouterConf) -> None:  # type: ignore[override]
         routed = ctx.shared.get(SHARED_KEY) if ctx.shared is not None else None
