@@ -32,13 +32,14 @@ def start_gateway(tmp_path: Path) -> Iterator[Callable[..., Gateway]]:
     procs: list[Proxy] = []
 
     def start(backend: Backend, *extra_plugins: dict[str, Any], service_name: str | None = "llm-svc",
-              imports: tuple[str, ...] = (), **settings: Any) -> Gateway:
+              imports: tuple[str, ...] = (), rows: dict[str, list[dict[str, Any]]] | None = None,
+              service_fields: dict[str, Any] | None = None, **settings: Any) -> Gateway:
         log_file = tmp_path / f"llm{len(procs)}.jsonl"
-        svc = service(backend.port, name=service_name)
+        svc = service(backend.port, name=service_name, **(service_fields or {}))
         plugins = [plugin_row("test-llm", {"log_file": str(log_file)}), *extra_plugins]
-        conf = {"settings": {"proxy_listen": "127.0.0.1:0", "prefix": str(tmp_path / "prefix"),
+        conf = {"settings": {"proxy_listen": "127.0.0.1:0", "prefix": str(tmp_path / f"prefix{len(procs)}"),
                              "proxy_access_log": "stdout", **settings},
-                "rows": {"services": [svc], "routes": [route(svc)], "plugins": plugins},
+                "rows": {"services": [svc], "routes": [route(svc)], "plugins": plugins, **(rows or {})},
                 "imports": ["llm_plugin", *imports]}
         path = tmp_path / f"proxy{len(procs)}.json"
         path.write_text(json.dumps(conf))
