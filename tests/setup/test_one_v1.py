@@ -122,3 +122,12 @@ def test_no_backend_no_v1(gateway: Servegate) -> None:
     proc = ok(run_setup(gateway, KONG_ADMIN_API_KEY=KEY_A))
     assert "no backend configured: skipping llm-service, llm-route and its model-router plugin" in proc.stdout
     assert gateway.admin("GET", "/routes/llm-route")[0] == 404
+
+
+def test_a_gateway_without_the_plugin_keeps_its_routes(tmp_path: Any) -> None:
+    with Servegate(prefix=str(tmp_path), extra_env={"SERVEGATE_PLUGINS": "key-auth"}) as sg, \
+            fake_backend("alpha") as vllm:
+        proc = ok(run_setup(sg, VLLM_UPSTREAM_URL=vllm, KONG_ADMIN_API_KEY=KEY_A))
+        assert "the gateway has no model-router plugin: skipping llm-service and llm-route (/v1)" in proc.stdout
+        assert sg.admin("GET", "/routes/llm-route")[0] == 404
+        assert sg.admin("GET", "/routes/vllm-route")[0] == 200
