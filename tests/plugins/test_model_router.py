@@ -263,3 +263,31 @@ def test_schema_errors_are_kongs(node: Servegate) -> None:
     assert list(fields) == ["backends", "models", "aliases", "patterns", "discovery", "balancing", "models_endpoint"]
     assert fields["balancing"]["one_of"] == ["least-outstanding", "round-robin"]
     assert "description" in fields["backends"]
+
+
+def test_a_backend_that_goes_down_leaves_the_models_it_shares(node: Servegate) -> None:
+    """A 502 from a backend asks it again at once; unreachable, it gets no more requests for a model another
+    backend serves, until it answers again."""
+    with fake_backend("shared") as a:
+        with fake_backend("shared,b-only") as b:
+            route(node, {"a": a, "b": b}, {"backends": ["a", "b"],
+                                           "discovery": {"refresh_interval": 600, "timeout": 2}})
+            for _ in range(4):
+                chat(node, "shared")
+            assert hits(a)["shared"] == 2 and hits(b)["shared"] == 2
+        # Requests to b fail (502) until its ask, at once or within two seconds of the last one, finds it down.
+        failures, streak, before = 0, 0, hits(a)["shared"]
+        deadline = time.monotonic() + 5
+        while streak < 10:
+            assert time.monotonic() < deadline, "b still gets requests"
+            try:
+                chat(node, "shared")
+                streak += 1
+            except openai.InternalServerError as e:
+                assert e.status_code == 502
+                failures += 1
+                streak = 0
+        assert hits(a)["shared"] >= before + 10
+        with pytest.raises(openai.InternalServerError):
+            chat(node, "b-only")  # its only backend: still tried (its last list is kept)
+        assert "cannot read the models of backend b" in node.log()

@@ -37,6 +37,7 @@ from servegate.plugins.model_router.schema import CONFIG
 log = logging.getLogger("servegate.plugins.model-router")
 
 SHARED_KEY = "model-router"
+ENDED = "model-router ended"  # set by the log phase: an access phase still waiting must not count the request
 # Requests in flight per backend name in this worker, from access to log (survives configuration changes).
 OUTSTANDING: dict[str, int] = {}
 _turn = itertools.count()
@@ -127,6 +128,10 @@ class RouterConf:
     def pick(self, names: tuple[str, ...]) -> str:
         if len(names) == 1:
             return names[0]
+        # A backend whose last ask got no HTTP answer (down; asked again at once after a 502 or 504, see log) is
+        # left out while another one serves the model.
+        up = tuple(n for n in names if (e := self.entries.get(n)) is None or not e.down)
+        names = up or names
         turn = next(_turn)
         if self.round_robin:
             return names[turn % len(names)]
@@ -210,6 +215,8 @@ class ModelRouter(Plugin):
         asked, body = await _model_of(ctx)
         model, names, discovered = conf.resolve(asked)
         if not names and await conf.first_asks():  # the answer of a backend's first ask may know the model
+            if ctx.shared is not None and ENDED in ctx.shared:
+                return  # the client left meanwhile: the log phase has run already
             model, names, discovered = conf.resolve(asked)
         if not names:
             ctx.respond(404, openai_error(f"The model `{asked[:256]}` does not exist.", "model_not_found"))
@@ -222,20 +229,25 @@ class ModelRouter(Plugin):
         OUTSTANDING[name] = OUTSTANDING.get(name, 0) + 1
         if ctx.shared is None:
             ctx.shared = {}
-        ctx.shared[SHARED_KEY] = (name, conf.entries.get(name) if discovered else None)
+        ctx.shared[SHARED_KEY] = (name, conf.entries.get(name), discovered)
         # Token usage of every routed request (servegate.llm): the proxy feeds the record the response.
         record = await track(ctx, conf.plugin_id)
         if record is not None:
             record.backend = name
 
     def log(self, ctx: Context, conf: RouterConf) -> None:  # type: ignore[override]
-        routed = ctx.shared.get(SHARED_KEY) if ctx.shared is not None else None
+        if ctx.shared is None:
+            ctx.shared = {}
+        ctx.shared[ENDED] = True
+        routed = ctx.shared.get(SHARED_KEY)
         if routed is None:
             return
-        name, entry = routed
+        name, entry, discovered = routed
         OUTSTANDING[name] = max(0, OUTSTANDING.get(name, 0) - 1)
-        if entry is not None and ctx.response_status == 404:
-            # The backend listed the model and now denies it: ask it again (the list may have changed).
+        status = ctx.response_status
+        if entry is not None and ((status == 404 and discovered) or status in (502, 504)):
+            # A 404 for a model the backend listed: its list may have changed. A 502 or 504: it may be down, and
+            # then left out of the backends that share a model until it answers again. Ask it again at once.
             CATALOGUE.kick(entry, debounce=True)
 
     def init_worker(self, worker: Any) -> None:  # type: ignore[override]

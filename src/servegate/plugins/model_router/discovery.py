@@ -4,7 +4,7 @@ Nothing here runs on a request's path. The worker's `init_worker` activates the 
 asked at once, then a one-second tick asks each one again when it is due (`refresh_interval` after its last
 answer; at most 5 s after a failure, so a backend that was down at start is picked up soon after it comes up).
 A compile that brings a new backend, or a new address for one, asks it at once; so does a 404 for a model the
-backend listed (`Catalogue.kick`, at most once a second per backend).
+backend listed, or a 502 or 504 from it (`Catalogue.kick`, at most once a second per backend).
 
 A backend that cannot be asked (connection refused, timeout, a status other than 200, a body that is not an
 OpenAI model list) keeps the last list it gave: its models stay routed, and the request finds out. Entries
@@ -38,7 +38,12 @@ MAX_MODELS = 10_000
 
 
 class DiscoveryError(Exception):
-    """Why a backend's list could not be read (the message names the kind of failure, never a body)."""
+    """Why a backend's list could not be read (the message names the kind of failure, never a body).
+    `unreachable`: no HTTP answer at all (refused, timed out, closed), as opposed to an answer without a list."""
+
+    def __init__(self, message: str, unreachable: bool = False) -> None:
+        super().__init__(message)
+        self.unreachable = unreachable
 
 
 class _Response:
@@ -86,9 +91,9 @@ async def fetch(probe: Probe, timeout: float) -> list[dict[str, Any]]:
                     break  # a close-delimited body ends here
                 parser.feed_data(data)
     except TimeoutError:
-        raise DiscoveryError(f"no answer within {timeout:g} s") from None
+        raise DiscoveryError(f"no answer within {timeout:g} s", not resp.headers_done) from None
     except OSError as e:
-        raise DiscoveryError(f"connection failed ({type(e).__name__})") from None
+        raise DiscoveryError(f"connection failed ({type(e).__name__})", not resp.headers_done) from None
     except httptools.HttpParserError as e:
         cause = e.__context__ if isinstance(e.__context__, DiscoveryError) else None
         raise cause or DiscoveryError("not an HTTP response") from None
@@ -96,7 +101,7 @@ async def fetch(probe: Probe, timeout: float) -> list[dict[str, Any]]:
         if writer is not None:
             writer.close()
     if not resp.headers_done:
-        raise DiscoveryError("connection closed before a response")
+        raise DiscoveryError("connection closed before a response", True)
     status = parser.get_status_code()
     if status != 200:
         raise DiscoveryError(f"HTTP {status}")
@@ -124,7 +129,7 @@ def cards(raw: bytes) -> list[dict[str, Any]]:
 class Entry:
     """One backend's discovered state in this worker."""
 
-    __slots__ = ("name", "probes", "interval", "timeout", "cards", "ids", "attempts", "failing", "due",
+    __slots__ = ("name", "probes", "interval", "timeout", "cards", "ids", "attempts", "failing", "down", "due",
                  "task", "kicked", "__weakref__")
 
     def __init__(self, name: str) -> None:
@@ -137,6 +142,8 @@ class Entry:
         self.ids: frozenset[str] = frozenset()
         self.attempts = 0  # completed asks
         self.failing = False
+        # The last ask got no HTTP answer from any target: the backend is left out of the backends sharing a model.
+        self.down = False
         self.due = 0.0
         self.task: asyncio.Task[None] | None = None
         self.kicked = 0.0
@@ -150,13 +157,16 @@ class Entry:
     async def refresh(self, on_change: Callable[[], None]) -> None:
         error: DiscoveryError | None = None
         found: list[dict[str, Any]] | None = None
+        answered = False
         for probe in self.probes:
             try:
                 found = await fetch(probe, self.timeout)
                 break
             except DiscoveryError as e:
                 error = e
+                answered = answered or not e.unreachable
         self.attempts += 1
+        self.down = found is None and not answered and bool(self.probes)
         now = time.monotonic()
         if found is None:
             self.due = now + min(self.interval, RETRY_S)
@@ -204,11 +214,13 @@ class Catalogue:
         self.version += 1
 
     def kick(self, e: Entry, *, debounce: bool = False) -> None:
-        """Ask `e` now unless an ask runs (or, with `debounce`, one started within KICK_MIN_S)."""
+        """Ask `e` now unless an ask runs; with `debounce`, not sooner than KICK_MIN_S after the last one started
+        (the tick asks it then)."""
         if not self.active or (e.task is not None and not e.task.done()):
             return
         now = time.monotonic()
         if debounce and now - e.kicked < KICK_MIN_S:
+            e.due = min(e.due, e.kicked + KICK_MIN_S)
             return
         e.kicked = now
         with contextlib.suppress(RuntimeError):  # no running loop: nothing to ask with
