@@ -154,11 +154,17 @@ class Aiohttp(System):
         return Proc(self.name, argv, cpus=PROXY_CPUS, log_path=ctx.workdir / f"aiohttp-{port}.log")
 
 
-def _admin(port: int, method: str, path: str, form: dict[str, str] | None = None) -> dict:
-    data = urllib.parse.urlencode(form).encode() if form is not None else None
+def _admin(port: int, method: str, path: str, form: dict[str, str] | None = None, *, json_body: dict | None = None
+           ) -> dict:
+    if json_body is not None:
+        data: bytes | None = json.dumps(json_body).encode()
+        ctype = "application/json"
+    else:
+        data = urllib.parse.urlencode(form).encode() if form is not None else None
+        ctype = "application/x-www-form-urlencoded"
     req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method)
     if data is not None:
-        req.add_header("Content-Type", "application/x-www-form-urlencoded")
+        req.add_header("Content-Type", ctype)
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             body = resp.read()
@@ -172,16 +178,20 @@ class Servegate(System):
 
     startup_deadline_s = 10.0
 
-    def __init__(self, workers: int, plugins: bool, algorithm: str | None = None) -> None:
+    def __init__(self, workers: int, plugins: bool, algorithm: str | None = None, llm: bool = False) -> None:
         super().__init__()
         self.workers = workers
         self.plugins = plugins
         self.algorithm = algorithm
-        self.name = f"servegate-{workers}w" + ("+plugins" if plugins else "") + (f"+lb:{algorithm}" if algorithm else "")
+        self.llm = llm
+        self.name = (f"servegate-{workers}w" + ("+plugins" if plugins else "") + (f"+lb:{algorithm}" if algorithm else "")
+                     + ("+llm" if llm else ""))
         pin = "CPU 1" if workers == 1 else "unpinned, CPUs 0-1 shared with backend and load"
         self.note = f"{workers} worker(s), {pin}" + (", key-auth + rate-limiting (local)" if plugins else "")
         if algorithm:
             self.note += f", upstream of 3 targets, {algorithm}"
+        if llm:
+            self.note += ", model-router + prometheus (ai_metrics) on the route"
         self.apikey = "bench-" + secrets.token_hex(16)
         self.prefix: Path | None = None
         self.pythonpath: str | None = None
@@ -259,6 +269,14 @@ class Servegate(System):
         route = _admin(
             admin_port, "POST", "/services/bench/routes", {"paths[]": "/v1", "strip_path": "false"}
         )
+        if self.llm:
+            # The LLM layer: the body's model picks the backend (an explicit entry: the fake backend has no model
+            # list), usage is tracked on every response, and the prometheus plugin records the AI metrics.
+            _admin(admin_port, "POST", f"/routes/{route['id']}/plugins", json_body={
+                "name": "model-router",
+                "config": {"backends": ["bench"], "models": {"fake": ["bench"]}, "discovery": {"enabled": False}}})
+            _admin(admin_port, "POST", f"/routes/{route['id']}/plugins",
+                   json_body={"name": "prometheus", "config": {"ai_metrics": True}})
         if not self.plugins:
             return
         rid = route["id"]
@@ -354,5 +372,7 @@ def all_systems() -> dict[str, System]:
         # The balancer variants (not in the default run): the `servegate-1w` setup behind an upstream of three
         # targets, one per algorithm, so that the balancer's cost per request shows against `servegate-1w`.
         *(Servegate(1, False, alg) for alg in LB_ALGORITHMS),
+        # The LLM layer's cost against servegate-1w (not in the default run either).
+        Servegate(1, False, llm=True),
     ]
     return {s.name: s for s in systems}
