@@ -43,6 +43,9 @@ HOT_MODULES = [
     "src/servegate/plugins/ratelimit/shm.py",
     "src/servegate/plugins/ratelimit/windows.py",
     "src/servegate/snapshot/cache.py",
+    # The LLM record's SSE tap: every chunk of a tracked stream goes through it.
+    "src/servegate/llm/record.py",
+    "src/servegate/llm/sse.py",
 ]
 
 

@@ -33,7 +33,7 @@ def test_access_log_text(backend: Any, start_gateway: Any) -> None:
     assert stream_line.endswith(f" model=m1 prompt_tokens=5 completion_tokens=4 cached_tokens=1"
                                 f" ttft_ms={stream_line.split('ttft_ms=')[1].split()[0]}"
                                 f" tpot_ms={stream_line.split('tpot_ms=')[1].split()[0]} target=127.0.0.1:{backend.port}")
-    assert 5 <= float(stream_line.split("tpot_ms=")[1].split()[0]) < 100
+    assert 3 <= float(stream_line.split("tpot_ms=")[1].split()[0]) < 100  # paced 5 ms (libuv timers: ms steps)
     # A client-chosen model name cannot break the line; the estimate is flagged.
     assert " model=m_1_x prompt_tokens=" in json_line and json_line.endswith(" estimated=1")
     assert "sk-secret-key" not in gw.proxy.output()

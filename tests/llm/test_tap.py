@@ -200,6 +200,9 @@ def test_error_and_plain_bodies() -> None:
     err = ev({"error": {"message": "boom", "type": "server_error"}}) + ev(b"[DONE]")
     rec, out = run(err, [7])
     assert out == err and rec.events == 0 and rec.estimated and rec.completion_tokens == 0
+    empty = b"data:\n\ndata: \r\n\r\nevent: x\ndata:\n\n" + ev(b"[DONE]")
+    rec, out = run(empty, [1, 9])
+    assert out == empty and rec.done and rec.events == 0
 
 
 def test_an_endless_event_stops_the_tap() -> None:

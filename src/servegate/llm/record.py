@@ -273,7 +273,9 @@ class LLMRecord:
                 return 0
             data = payload
             p, q = 0, len(payload)
-        if data.startswith(b"[DONE]", p):
+        if p >= q:
+            return 0  # an empty data line
+        if data[p] == 91 and data.startswith(b"[DONE]", p):  # '['
             self.done = True
             return 0
         if self._want_model:
