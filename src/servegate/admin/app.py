@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import servegate
-from servegate.admin.context import BODY_METHODS, AppState, Ctx, parse_query, read_body
+from servegate.admin.context import BODY_METHODS, NODE_ID, AppState, Ctx, parse_query, read_body
 from servegate.admin.endpoints import add_entity_endpoints
 from servegate.admin.http import Request, Response
 from servegate.admin.info import add_info_endpoints
@@ -74,7 +73,7 @@ def create_admin_app(
 ) -> AdminApp:
     """Kong-compatible Admin API over `store`; `on_change` is awaited after every successful write."""
     _load_plugins()
-    state = AppState(store=store, settings=settings, on_change=on_change, node_id=str(uuid.uuid4()))
+    state = AppState(store=store, settings=settings, on_change=on_change, node_id=NODE_ID)
     return AdminApp(build_table(), state)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -22,6 +23,9 @@ from servegate.store.outage import StoreUnavailable
 log = logging.getLogger("servegate.admin")
 
 MAX_ARGS = 1000
+# This node's id (Kong's node_id), one per process: the Admin API and the status listener report the same one
+# (`/`, `/upstreams/{u}/health`, the prometheus plugin's kong_node_info).
+NODE_ID = str(uuid.uuid4())
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 

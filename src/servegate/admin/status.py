@@ -8,11 +8,10 @@ table of its own: the Admin API's `/status` handler and the endpoints plugins li
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from servegate.admin.app import AdminApp, serve
-from servegate.admin.context import AppState
+from servegate.admin.context import NODE_ID, AppState
 from servegate.admin.endpoints import add_plugin_endpoints
 from servegate.admin.info import status
 from servegate.admin.routing import PathTable
@@ -34,6 +33,6 @@ async def _nothing() -> None:
 async def serve_status(store: Any, settings: Any) -> AdminServer:
     """The status listener on settings.status_listen (OSError when an address cannot be bound)."""
     load_all()
-    state = AppState(store=store, settings=settings, on_change=_nothing, node_id=str(uuid.uuid4()))
+    state = AppState(store=store, settings=settings, on_change=_nothing, node_id=NODE_ID)
     app = AdminApp(build_status_table(), state)
     return await serve(store, settings, on_change=_nothing, listen=settings.status_listen, app=app)
