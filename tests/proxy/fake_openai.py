@@ -12,6 +12,8 @@ X-Fake-Usage: honour, a separate `choices: []` usage chunk only when stream_opti
 asks); ignore, none in streams; never, none in streams or JSON. X-Fake-No-Done: 1 ends a stream without
 `data: [DONE]`; X-Fake-Plain-500: 1 answers 500 in plain text; X-Fake-Crlf: 1 ends SSE lines with CRLF;
 X-Fake-Comments: 1 sends `: ping` comments between events; X-Fake-Split: 1 writes each event in two pieces.
+Paced tokens go out on a schedule (token i at the stream's start + (i + 1) * pace); a stream with X-Fake-Tag adds
+an event {"event": "stream", "tag", "arrived", "tokens": [monotonic time each token was written]} to /__events.
 Prompt tokens are the words of the prompt (messages' content, prompt, input) plus 1. /__requests lists the
 bodies of the /v1 requests received.
 """
@@ -111,6 +113,7 @@ class Conn(asyncio.Protocol):
             "body": b"".join(self.body),
             "body_len": self.body_len,
             "keep_alive": self.parser.should_keep_alive(),
+            "t": time.monotonic(),
         }
         asyncio.get_running_loop().create_task(self.handle(req))
 
@@ -189,7 +192,7 @@ class Conn(asyncio.Protocol):
         elif path in ("/v1/chat/completions", "/v1/completions"):
             chat = path == "/v1/chat/completions"
             if body.get("stream"):
-                await self.stream(body, h, chat)
+                await self.stream(body, h, chat, req["t"])
             else:
                 n = int(body.get("max_tokens") or 5)
                 text = " ".join(f"tok{i}" for i in range(n))
@@ -209,7 +212,7 @@ class Conn(asyncio.Protocol):
         else:
             self.respond(404, b'{"error":"not found"}', keep_alive=ka)
 
-    async def stream(self, body: dict[str, Any], h: dict[str, str], chat: bool) -> None:
+    async def stream(self, body: dict[str, Any], h: dict[str, str], chat: bool, arrived: float = 0.0) -> None:
         n = int(body.get("max_tokens") or 5)
         pace = float(h.get("x-fake-pace-ms", "0")) / 1000
         reset = h.get("x-fake-mode") == "reset"
@@ -239,9 +242,12 @@ class Conn(asyncio.Protocol):
 
         if not self.write(event(chunk(None))):
             return
+        start = time.monotonic()
+        sent: list[float] = []
         for i in range(n):
             if pace:
-                await asyncio.sleep(pace)
+                # On a schedule (token i at start + (i + 1) * pace): a late timer does not delay every later token.
+                await asyncio.sleep(max(start + (i + 1) * pace - time.monotonic(), 0))
             if reset and i == 2:
                 if self.transport:
                     self.transport.abort()
@@ -249,6 +255,11 @@ class Conn(asyncio.Protocol):
             if not self.write(event(chunk(i))):
                 EVENTS.append({"event": "write_failed", "tag": self.tag, "t": time.time()})
                 return
+            sent.append(time.monotonic())
+        if h.get("x-fake-tag"):
+            # When the request arrived and each token went out (CLOCK_MONOTONIC: comparable across processes), for
+            # tests that check what the gateway measured against what this backend did.
+            EVENTS.append({"event": "stream", "tag": h["x-fake-tag"], "arrived": arrived, "tokens": sent})
         last = chunk(None)
         last["choices"][0]["finish_reason"] = "stop"
         if chat:
