@@ -121,7 +121,7 @@ def test_external_plugin_phases_through_servegate(backend: Backend, tmp_path: Pa
     record = tmp_path / "bytes.txt"
     with node("bundled,shout,tag-it", plugin_dir()) as sg:
         assert sg.admin("GET", "/plugins/enabled") == (
-            200, {"enabled_plugins": ["key-auth", "model-router", "rate-limiting", "shout", "tag-it"]})
+            200, {"enabled_plugins": ["key-auth", "model-router", "prometheus", "rate-limiting", "shout", "tag-it"]})
         status, svc = sg.admin("POST", "/services", {"name": "llm", "url": backend.url})
         assert status == 201
         assert sg.admin("POST", "/services/llm/routes", {"paths": ["/v1"], "strip_path": False})[0] == 201

@@ -25,7 +25,7 @@ __all__ = ["Context", "Exit", "Lookups", "Plugin", "BUNDLED", "PluginLoadError",
            "handlers", "load_all", "prepare_node", "register"]
 
 # Module names of the bundled plugins, in no particular order (the runner orders by PRIORITY).
-BUNDLED: tuple[str, ...] = ("key_auth", "rate_limiting", "model_router")
+BUNDLED: tuple[str, ...] = ("key_auth", "rate_limiting", "prometheus", "model_router")
 
 ENTRY_POINT_GROUP = "servegate.plugins"
 MODULE_PREFIX = "servegate_plugin_"
