@@ -1,6 +1,7 @@
 """Test plugin `test-llm` (loaded by tests/proxy/run_proxy.py through "imports"): calls servegate.llm.track(ctx)
-in its access phase and, in its log phase, appends one JSON line to its config's `log_file` with the record's
-fields and `ctx.serialize()`. X-Track: 0 on a request skips track()."""
+in its access phase (X-LLM-Backend: a name it sets as the record's backend, and "vllm" as provider) and, in its
+log phase, appends one JSON line to its config's `log_file` with the record's fields and `ctx.serialize()`.
+X-Track: 0 on a request skips track()."""
 
 from __future__ import annotations
 
@@ -35,6 +36,9 @@ class TrackLLM(Plugin):
         first = await track(ctx, plugin_id="p-1")
         again = await track(ctx)
         assert first is again
+        if first is not None and ctx.header("x-llm-backend"):
+            first.backend = ctx.header("x-llm-backend")  # a router naming the backend it chose
+            first.provider = "vllm"
 
     def log(self, ctx: Context, conf: Any) -> None:  # type: ignore[override]
         rec = ctx.llm

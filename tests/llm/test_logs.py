@@ -139,3 +139,12 @@ def test_balanced_backend_and_target(backend: Any, start_gateway: Any) -> None:
     rec = gw.records(1)[0]["llm"]
     assert rec["backend"] == "llm-pool" and rec["target"] == f"127.0.0.1:{backend.port}"
     assert rec["completion_tokens"] == 1
+
+
+def test_a_backend_named_by_the_plugin_is_kept(backend: Any, start_gateway: Any) -> None:
+    gw = start_gateway(backend)
+    client(gw, **{"X-Fake-Usage": "honour", "X-LLM-Backend": "gpu-pool"}).chat.completions.create(
+        model="m1", messages=MESSAGES, max_tokens=1)
+    line = gw.records(1)[0]
+    assert line["llm"]["backend"] == "gpu-pool" and line["llm"]["target"] == f"127.0.0.1:{backend.port}"
+    assert line["serialized"]["ai"]["proxy"]["meta"]["provider_name"] == "vllm"

@@ -105,9 +105,11 @@ class LLMRecord:
 
     # -- fed by the proxy ------------------------------------------------------------------------------------
     def head(self, status: int, backend: str | None, target: str | None, t_start: float | None = None) -> None:
-        """The response head arrived from `backend` (service or upstream name) at `target` ("ip:port")."""
+        """The response head arrived from `backend` (service or upstream name) at `target` ("ip:port"). A backend
+        name the tracking plugin set itself (a router knows which of its backends it chose) is kept."""
         self.status = status
-        self.backend = backend
+        if self.backend is None:
+            self.backend = backend
         self.target = target
         if t_start is not None:
             self.t_start = t_start
