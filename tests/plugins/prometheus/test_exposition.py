@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.utils import floatToGoString
 
 from servegate.plugins.prometheus import families as fam
-from servegate.plugins.prometheus import store
+from servegate.plugins.prometheus import record, store
 from servegate.plugins.prometheus.exposition import bound, number, render
 from servegate.plugins.prometheus.families import Family
 
@@ -60,7 +60,7 @@ def _random_series(family: Family, rng: random.Random, n: int) -> dict[tuple[str
         if family.kind == fam.HISTOGRAM:
             cell: list[Any] = [0] * (len(family.buckets) + 1) + [0.0]
             for _ in range(rng.randrange(1, 20)):
-                store.observe({labels: cell}, labels, family.buckets, rng.uniform(0, family.buckets[-1] * 1.5))
+                record.add(cell, family.buckets, rng.uniform(0, family.buckets[-1] * 1.5))
             out[labels] = cell
         else:
             out[labels] = float(rng.choice([0, 1, 7, 123456, 12345678, 2**40, rng.random() * 1e9]))
@@ -126,11 +126,10 @@ def test_writer_is_faster_than_generate_latest() -> None:
 
 
 def test_observe_uses_le_buckets() -> None:
-    series: dict[tuple[str, ...], Any] = {}
-    bounds = (1.0, 2.0, 5.0)
+    cell = [0, 0, 0, 0, 0.0]
     for v in (0.5, 1.0, 1.5, 2.0, 5.0, 5.5, 100.0):
-        store.observe(series, ("x",), bounds, v)
-    assert series[("x",)] == [2, 2, 1, 2, 115.5]  # a value equal to a bound counts in that bucket
+        record.add(cell, (1.0, 2.0, 5.0), v)
+    assert cell == [2, 2, 1, 2, 115.5]  # a value equal to a bound counts in that bucket
 
 
 def test_merge_adds_workers_without_touching_them() -> None:

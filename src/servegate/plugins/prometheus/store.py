@@ -22,7 +22,6 @@ from __future__ import annotations
 import marshal
 import os
 import time
-from bisect import bisect_left
 from typing import Any
 
 from servegate.plugins.prometheus.families import ALL, HISTOGRAM, STREAMS_IN_FLIGHT, WORKER_FAMILIES
@@ -45,19 +44,6 @@ class Values:
         self.series: dict[str, Series] = {f.name: {} for f in WORKER_FAMILIES}
         # Bumped by every log call: a flush with nothing new writes nothing.
         self.changes = 0
-
-
-def inc(series: Series, labels: tuple[str, ...], amount: float) -> None:
-    series[labels] = series.get(labels, 0) + amount
-
-
-def observe(series: Series, labels: tuple[str, ...], bounds: tuple[float, ...], value: float) -> None:
-    cell = series.get(labels)
-    if cell is None:
-        cell = series[labels] = [0] * (len(bounds) + 1) + [0.0]
-    # Prometheus buckets are `le` (less than or equal): the first bound >= value.
-    cell[bisect_left(bounds, value)] += 1
-    cell[-1] += value
 
 
 VALUES = Values()
