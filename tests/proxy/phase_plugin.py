@@ -102,6 +102,8 @@ class Pdk(Plugin):
             ctx.set_target(host, int(port))
         if ctx.header("x-pdk-path"):
             ctx.set_path(ctx.header("x-pdk-path") or "/")
+        if ctx.header("x-pdk-scheme"):
+            ctx.set_scheme(ctx.header("x-pdk-scheme") or "http")
         if ctx.header("x-pdk-upstream"):
             err = ctx.set_upstream(ctx.header("x-pdk-upstream") or "")
             ctx.set_upstream_header("X-Upstream-Error", err or "none")

@@ -67,6 +67,20 @@ def test_set_upstream_balances_over_the_named_upstream(backend: Backend, backend
     assert h["host"] == f"127.0.0.1:{backend2.port}"  # the upstream's target, and its Host
 
 
+def test_set_scheme_applies_to_a_set_upstream(backend: Backend, backend2: Backend, start_proxy: Any) -> None:
+    """An https service whose plugin sends the request to an upstream of plain-http targets."""
+    svc = service(backend.port, protocol="https")
+    upstream = {"id": "6d2a3c2e-0c1b-4c53-9a59-0d3c7c0e7a11", "name": "plain", "algorithm": "round-robin",
+                "slots": 10000, "healthchecks": None}
+    target = {"id": "6d2a3c2e-0c1b-4c53-9a59-0d3c7c0e7a12", "upstream": {"id": upstream["id"]},
+              "target": f"127.0.0.1:{backend2.port}", "weight": 100}
+    proxy = start_proxy({"services": [svc], "routes": [route(svc, paths=["/r"])], "upstreams": [upstream],
+                         "targets": [target], "plugins": [plugin("test-pdk", {"log_file": None})]}, IMPORTS)
+    hdrs = {"X-Pdk-Upstream": "plain", "X-Pdk-Path": "/__echo", "X-Pdk-Scheme": "http"}
+    r = requests.get(proxy.url + "/r", timeout=5, headers=hdrs)
+    assert r.status_code == 200 and echo_headers(r)["host"] == f"127.0.0.1:{backend2.port}"
+
+
 def test_json_body_parsed_once(backend: Backend, start_proxy: Any) -> None:
     proxy = pdk_proxy(backend, start_proxy)
     r = requests.post(proxy.url + "/r", json={"model": "gpt-x", "n": 1}, timeout=5,

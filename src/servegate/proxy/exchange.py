@@ -47,7 +47,7 @@ class Exchange:
         "te_trailers", "close_delimited", "resp_started", "replay_size", "norm_path", "body_copy",
         "body_waiter", "body_override", "corked", "client_ip", "bad_status", "prep", "has_connection",
         "raw_path", "clen", "bfilters", "head_wait", "req_body_size", "bal", "ep", "tried",
-        "lb_cookie", "llm",
+        "lb_cookie", "llm", "lb_tls",
     )
 
     def __init__(self, conn: ClientProtocol, method: bytes, url: bytes, headers: list[tuple[bytes, bytes, bytes]],
@@ -153,6 +153,8 @@ class Exchange:
         self.tried: list[Any] | None = None
         # consistent-hashing on a cookie the client did not send: the Set-Cookie line that gives it one.
         self.lb_cookie: bytes | None = None
+        # A plugin's set_scheme on a balanced request: 1 https, 0 http; -1 the service's protocol.
+        self.lb_tls = -1
         # An LLM record reading a body relayed as framed (phases.llm_observe); None for every other response.
         self.llm: Any = None
 

@@ -147,6 +147,8 @@ def _destination(ex: Exchange, ctx: Context) -> tuple[tuple[str, int, bool] | No
     if ctx.upstream_path is not None:
         target = escape(ctx.upstream_path).encode("utf-8", "surrogateescape")
     if ctx.upstream_target is None and (prep.balancer is not None or ex.bal is not None):
+        if ctx.upstream_scheme is not None:
+            ex.lb_tls = 1 if tls else 0
         return None, host_b, target
     return (host, port, tls), host_b, target
 

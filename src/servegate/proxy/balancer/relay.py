@@ -64,7 +64,7 @@ def first_pick(ex: Exchange, again: Any) -> bool:
         ex.fail(503, NO_PEER, by_kong=True)
         return False
     ex.ep = ep
-    ex.key = ep.keys[1 if ex.prep.key[2] else 0]
+    ex.key = ep.keys[1 if _tls(ex) else 0]
     return True
 
 
@@ -110,12 +110,12 @@ def repick(ex: Exchange) -> bool:
         ex.fail(503, NO_PEER, by_kong=True)
         return False
     ex.ep = ep
-    ex.key = ep.keys[1 if ex.prep.key[2] else 0]
+    ex.key = ep.keys[1 if _tls(ex) else 0]
     if old is not None and ep is not old and ex.head and not bal.host_header and not (
             ex.prep.preserve_host and ex.host is not None):
         # Kong sets the Host of a retry to its new target too (the head is kept for the retry).
-        was = b" HTTP/1.1\r\nHost: " + _host_of(old, ex.prep.key[2]) + b"\r\n"
-        ex.head = ex.head.replace(was, b" HTTP/1.1\r\nHost: " + _host_of(ep, ex.prep.key[2]) + b"\r\n", 1)
+        was = b" HTTP/1.1\r\nHost: " + _host_of(old, _tls(ex)) + b"\r\n"
+        ex.head = ex.head.replace(was, b" HTTP/1.1\r\nHost: " + _host_of(ep, _tls(ex)) + b"\r\n", 1)
     return True
 
 
@@ -163,7 +163,13 @@ def host_header(ex: Exchange) -> bytes:
     bal: Balancer = ex.bal
     if bal.host_header:
         return str(bal.host_header).encode()
-    return _host_of(ex.ep, ex.prep.key[2])
+    return _host_of(ex.ep, _tls(ex))
+
+
+def _tls(ex: Exchange) -> bool:
+    """Whether this balanced request goes over TLS: a plugin's set_scheme, else the service's protocol."""
+    forced = ex.lb_tls
+    return bool(ex.prep.key[2]) if forced < 0 else forced == 1
 
 
 def _host_of(ep: Any, tls: bool) -> bytes:
