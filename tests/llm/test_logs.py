@@ -148,3 +148,18 @@ def test_a_backend_named_by_the_plugin_is_kept(backend: Any, start_gateway: Any)
     line = gw.records(1)[0]
     assert line["llm"]["backend"] == "gpu-pool" and line["llm"]["target"] == f"127.0.0.1:{backend.port}"
     assert line["serialized"]["ai"]["proxy"]["meta"]["provider_name"] == "vllm"
+
+
+def test_an_answer_without_upstream(backend: Any, start_gateway: Any) -> None:
+    """A later plugin answers itself (Context.respond): the record has the status and no tokens."""
+    pdk = plugin_row("test-pdk", {"log_file": None})
+    gw = start_gateway(backend, pdk, imports=("phase_plugin",))
+    try:
+        client(gw, **{"X-Pdk-Respond": "no such model"}).chat.completions.create(model="m1", messages=MESSAGES)
+    except openai.NotFoundError:
+        pass
+    line = gw.records(1)[0]
+    assert line["llm"]["status"] == 404 and line["llm"]["prompt_tokens"] is None and line["llm"]["target"] is None
+    s = line["serialized"]
+    assert s["upstream_uri"] == "" and s["tries"] is None and s["upstream_status"] == ""
+    assert s["response"]["status"] == 404 and s["ai"]["proxy"]["usage"]["total_tokens"] == 0

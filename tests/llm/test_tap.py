@@ -224,3 +224,13 @@ def test_kong_shape() -> None:
     assert ai["meta"]["provider_name"] == "svc" and isinstance(ai["meta"]["llm_latency"], int)
     assert ai["usage"] == {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12,
                            "time_per_token": ai["meta"]["llm_latency"] / 3, "cost": 0}
+
+
+def test_observed_stream_ending_inside_an_event() -> None:
+    sent, _ = stream(usage=False, done=False)
+    rec = LLMRecord("chat", "m", stream=True)
+    rec.head(200, None, None)
+    rec.feed(sent, False)
+    rec.feed(b'data: {"choices":[{"delta":{"content":"late"}}]}', False)
+    rec.finish(True)
+    assert rec.events == 4 and rec.aborted and rec.estimated and rec.completion_tokens == 4
