@@ -193,3 +193,16 @@ def test_two_workers_count_every_llm_request(gateway: Any) -> None:
     assert got.value("gen_ai_server_time_to_first_token_seconds_count") == 2 * n // 3
     # per_consumer is off: the consumer label stays empty
     assert {s.labels["consumer"] for s in got.samples("gen_ai_client_token_usage_count")} == {""}
+
+
+def test_only_requests_naming_a_model_are_llm_requests(gateway: Any) -> None:
+    sg = gateway()
+    assert httpx.get(sg.proxy_url + "/v1/models").status_code == 200
+    assert httpx.post(sg.proxy_url + "/v1/__echo", json={"name": "not a model request"}).status_code == 404
+    assert httpx.post(sg.proxy_url + "/v1/__echo", content=b"model=m").status_code == 400  # the fake: not JSON
+    assert _client(sg).embeddings.create(model="m", input="one two").data
+    got = wait_scrape(sg.admin_url, lambda s: s.value("kong_http_requests_total") == 4)
+    assert got.value("kong_ai_llm_requests_total") == 1
+    assert got.value("gen_ai_client_token_usage_count", gen_ai_operation_name="embeddings",
+                     gen_ai_token_type="input") == 1
+    assert not got.samples("gen_ai_client_token_usage_count", gen_ai_token_type="output")  # embeddings: none

@@ -52,13 +52,18 @@ def _access(ctx: Context, conf: PromConf) -> Awaitable[None] | None:
     if not conf.ai:
         return None
     rec = ctx.llm
-    if rec is not None:
+    if rec is not None:  # another plugin (model-router) tracks it already
         _started(rec, ctx, conf)
+        return None
+    if ctx.method != "POST":  # an LLM request is a POST whose JSON body names a model
         return None
     return _track_then(ctx, conf)
 
 
 async def _track_then(ctx: Context, conf: PromConf) -> None:
+    body = await ctx.json_body()  # parsed once: track() reads the same
+    if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+        return  # not an LLM request (an Admin API write through a gateway route, say): nothing to watch
     rec = await _track(ctx)
     if rec is not None:
         _started(rec, ctx, conf)

@@ -177,7 +177,7 @@ def llm(rec: Any, consumer: str, status: int) -> None:
         if prompt > 0:
             k = s.tokens[0]
             AI_TOKENS[k] = AI_TOKENS.get(k, 0) + prompt
-    if completion is not None:
+    if completion is not None and rec.operation != "embeddings":  # an embedding has input tokens only
         add(s.usage_cell("output", rec.estimated), _TOKEN_B, completion)
         if completion > 0:
             k = s.tokens[1]
