@@ -4,6 +4,7 @@ a reload, the status listener, a restart."""
 
 from __future__ import annotations
 
+import marshal
 import signal
 import time
 from collections.abc import Iterator
@@ -174,8 +175,11 @@ def test_two_workers_add_up_and_survive_a_reload(tmp_path: Path, backend: str) -
         assert got.value("kong_request_latency_ms_count") == 200
         pids = {s.labels["pid"] for s in got.samples("kong_memory_workers_lua_vms_bytes")}
         assert len(pids) == 2
-        files = sorted(p.name for p in (tmp_path / "prefix" / "prometheus").iterdir())
-        assert files == ["worker-0.metrics", "worker-1.metrics"]
+        files = sorted((tmp_path / "prefix" / "prometheus").iterdir())
+        assert [f.name for f in files] == ["worker-0.metrics", "worker-1.metrics"]
+        # both workers served some of them: the view is a sum (a file is (format, node, pid, series))
+        per_worker = [sum(marshal.loads(f.read_bytes())[3]["kong_http_requests_total"].values()) for f in files]
+        assert sum(per_worker) == 200 and min(per_worker) > 0, per_worker
         # the status listener serves the same view (and the same node id)
         status_url = f"http://127.0.0.1:{status_port}"
         on_status = scrape(status_url)
