@@ -3,7 +3,7 @@
 # wrk -t1 -c64 on CPU 0, 8 s of load; prints RPS and the proxy's CPU per request split into user and kernel
 # time (from /proc/PID/stat). Optionally records a profile of the proxy during the load.
 #
-#   bash benchmarks/profile.sh [bare|plugins|lb[:algorithm]] [spy|perf|strace]
+#   bash benchmarks/profile.sh [bare|plugins|lb[:algorithm]|llm] [spy|perf|strace]
 #   PYTHONPATH=.build/compiled bash benchmarks/profile.sh plugins perf   # the compiled build (scripts/build-compiled)
 #
 # Output lands in $OUT (default /tmp/servegate-profile): wrk.txt, spy.txt (py-spy raw), perf.data, strace.txt.
@@ -36,6 +36,12 @@ else
   admin /services -d name=bench -d url=http://127.0.0.1:$BP
 fi
 admin /services/bench/routes -d 'paths[]=/v1' -d strip_path=false -d name=r
+if [ "$MODE" = llm ]; then
+  # the harness's servegate-1w+llm: model-router (an explicit entry for the model `fake`) + prometheus ai_metrics
+  admin /routes/r/plugins -H 'Content-Type: application/json' \
+    -d '{"name":"model-router","config":{"backends":["bench"],"models":{"fake":["bench"]},"discovery":{"enabled":false}}}'
+  admin /routes/r/plugins -H 'Content-Type: application/json' -d '{"name":"prometheus","config":{"ai_metrics":true}}'
+fi
 HDR=""
 if [ "$MODE" = plugins ]; then
   admin /consumers -d username=bench
