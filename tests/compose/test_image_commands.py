@@ -89,6 +89,7 @@ def test_setup_job_command_against_a_gateway(services: dict[str, Any], tmp_path:
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert "setup complete" in proc.stdout
         names = {s["name"] for s in sg.admin("GET", "/services")[1]["data"]}
-        assert names == {"vllm-service", "sglang-service", "admin-api-service"}
+        # llm-service carries /v1 (the model-router over both backends)
+        assert names == {"vllm-service", "sglang-service", "admin-api-service", "llm-service"}
         vllm = sg.admin("GET", "/services/vllm-service")[1]
         assert (vllm["host"], vllm["port"]) == ("host.docker.internal", 8080)
