@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from servegate.schema.upstreams import HEALTHCHECKS
+
 Printer = Callable[[str], None]
 
 
@@ -45,24 +47,9 @@ PASSIVE_UNHEALTHY_STATUSES = [500, 502, 503, 504]
 ACTIVE_HEALTHY_STATUSES = [200, 302, 404]
 ACTIVE_UNHEALTHY_STATUSES = [500, 502, 503, 504]
 
-# Kong 3.9's healthchecks defaults (kong/db/schema/entities/upstreams.lua), sent whole so that the stored upstream
-# does not depend on how the server fills a partial record.
-_KONG_HEALTHCHECKS: dict[str, Any] = {
-    "active": {
-        "type": "http", "timeout": 1, "concurrency": 10, "http_path": "/", "https_sni": None,
-        "https_verify_certificate": True, "headers": None,
-        "healthy": {"interval": 0, "http_statuses": [200, 302], "successes": 0},
-        "unhealthy": {"interval": 0, "http_statuses": [429, 404, 500, 501, 502, 503, 504, 505],
-                      "tcp_failures": 0, "timeouts": 0, "http_failures": 0},
-    },
-    "passive": {
-        "type": "http",
-        "healthy": {"http_statuses": [200, 201, 202, 203, 204, 205, 206, 207, 208, 226,
-                                      300, 301, 302, 303, 304, 305, 306, 307, 308], "successes": 0},
-        "unhealthy": {"http_statuses": [429, 500, 503], "tcp_failures": 0, "timeouts": 0, "http_failures": 0},
-    },
-    "threshold": 0,
-}
+# Kong 3.9's healthchecks defaults (the upstreams entity's own declaration), sent whole so that the stored
+# upstream does not depend on how the server fills a partial record.
+_KONG_HEALTHCHECKS: dict[str, Any] = HEALTHCHECKS.default
 
 
 def healthchecks(protocol: str) -> dict[str, Any]:
