@@ -180,6 +180,11 @@ def format_host(value: str, default_port: int | None = None) -> tuple[str | None
 
 def sni(value: str) -> str | None:
     """Kong's typedefs.sni: a host name, no IP, no port."""
+    return _name_only(value)
+
+
+def _name_only(value: str) -> str | None:
+    """A host name: not an IP, no port (Kong's messages)."""
     res, err = normalize_ip(value)
     if err is not None and err != PORT_ERROR:
         return f"invalid value: {value}"
@@ -213,14 +218,7 @@ def wildcard_host(value: str) -> str | None:
         if value.count("*") > 1:
             return "only one wildcard must be specified"
         value = value.replace("*", "wildcard")
-    res, err = normalize_ip(value)
-    if err is not None and err != PORT_ERROR:
-        return f"invalid value: {value}"
-    if res is not None and res["type"] != "name":
-        return "must not be an IP"
-    if err == PORT_ERROR or (res is not None and res["port"] is not None):
-        return "must not have a port"
-    return None
+    return _name_only(value)
 
 
 def route_host(value: str) -> str | None:

@@ -13,6 +13,7 @@ from servegate.proxy.balancer.algorithms import ALGORITHMS, Algorithm
 from servegate.proxy.balancer.dns import is_ip
 from servegate.proxy.balancer.endpoint import Endpoint
 from servegate.schema.upstreams import HEALTHCHECKS
+from servegate.schema.upstreams import split_target as schema_split_target
 
 log = logging.getLogger("servegate.balancer")
 
@@ -22,15 +23,9 @@ OVERLOADED = frozenset((429, 503))
 
 
 def split_target(target: str) -> tuple[str, int]:
-    """`host:port` (IPv6 bracketed) as stored by the targets entity."""
-    if target.startswith("["):
-        end = target.index("]")
-        host, rest = target[1:end], target[end + 1:]
-        return host, int(rest[1:]) if rest.startswith(":") else 8000
-    host, _, port = target.rpartition(":")
-    if not host:
-        return target, 8000
-    return host, int(port)
+    """(host without IPv6 brackets, port) of a stored target (the targets entity always stores a port)."""
+    host, port = schema_split_target(target)
+    return host.strip("[]"), port
 
 
 def _section(upstream: dict[str, Any], *path: str) -> dict[str, Any]:
@@ -83,6 +78,7 @@ class Balancer:
         self.retry_overload = bool(upstream.get("retry_on_overload", True))
         self.host_header = upstream.get("host_header")
         self.algorithm_name = str(upstream.get("algorithm") or "round-robin")
+        self.latency = self.algorithm_name == "latency"  # measures each try's time to the response head
         self.needs_body = self.algorithm_name == "prefix-affinity"
         self.prefix_chars = int(upstream.get("prefix_chars") or 2048)
         self.all: list[Endpoint] = []

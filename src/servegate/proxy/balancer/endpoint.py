@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from servegate.schema.upstreams import address_key
+
 
 class Endpoint:
     __slots__ = ("target", "host", "ip", "port", "address", "keys", "host_headers", "weight", "cell", "active", "current",
@@ -17,7 +19,7 @@ class Endpoint:
         self.host = host
         self.ip = ip
         self.port = port
-        self.address = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+        self.address = address_key(ip, port)  # its name in the node's health table
         # The upstream pool key per service scheme: plain http connects to the address; https connects by
         # name so that SNI and certificate checks see the host name.
         self.keys: tuple[tuple[str, int, bool], tuple[str, int, bool]] = ((ip, port, False), (host, port, True))

@@ -133,7 +133,7 @@ def on_head(ex: Exchange, up: Any, status: int) -> bool:
     ep = ex.ep
     if ep is None:
         return False
-    if ep.ewma or bal.algorithm_name == "latency":
+    if bal.latency:
         took = monotonic() - ex.t_connect
         ep.ewma = took if not ep.ewma else ep.ewma + EWMA_DECAY * (took - ep.ewma)
     bal.status(ep, status)
