@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import sys
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,6 +27,16 @@ def pdk_proxy(backend: Backend, start_proxy: Any, **settings: Any) -> Any:
     svc = service(backend.port, path="/base")
     return start_proxy({"services": [svc], "routes": [route(svc, paths=["/r"])],
                         "plugins": [plugin("test-pdk", {"log_file": None})]}, IMPORTS, **settings)
+
+
+def upstream_proxy(start_proxy: Any, svc: dict[str, Any], name: str, target_port: int) -> Any:
+    """A proxy with route /r on `svc`, the test-pdk plugin, and an upstream `name` of one target on target_port."""
+    upstream = {"id": str(uuid.uuid4()), "name": name, "algorithm": "round-robin", "slots": 10000,
+                "healthchecks": None}
+    target = {"id": str(uuid.uuid4()), "upstream": {"id": upstream["id"]}, "target": f"127.0.0.1:{target_port}",
+              "weight": 100}
+    return start_proxy({"services": [svc], "routes": [route(svc, paths=["/r"])], "upstreams": [upstream],
+                        "targets": [target], "plugins": [plugin("test-pdk", {"log_file": None})]}, IMPORTS)
 
 
 def echo_headers(r: requests.Response) -> dict[str, str]:
@@ -51,13 +62,7 @@ def test_set_target_and_path(backend: Backend, backend2: Backend, start_proxy: A
 
 def test_set_upstream_balances_over_the_named_upstream(backend: Backend, backend2: Backend,
                                                        start_proxy: Any) -> None:
-    svc = service(backend.port, path="/base")
-    upstream = {"id": "6d2a3c2e-0c1b-4c53-9a59-0d3c7c0e7a01", "name": "llm", "algorithm": "round-robin",
-                "slots": 10000, "healthchecks": None}
-    target = {"id": "6d2a3c2e-0c1b-4c53-9a59-0d3c7c0e7a02", "upstream": {"id": upstream["id"]},
-              "target": f"127.0.0.1:{backend2.port}", "weight": 100}
-    proxy = start_proxy({"services": [svc], "routes": [route(svc, paths=["/r"])], "upstreams": [upstream],
-                         "targets": [target], "plugins": [plugin("test-pdk", {"log_file": None})]}, IMPORTS)
+    proxy = upstream_proxy(start_proxy, service(backend.port, path="/base"), "llm", backend2.port)
     r = requests.get(proxy.url + "/r", timeout=5, headers={"X-Pdk-Upstream": "nope", "X-Pdk-Path": "/__echo"})
     assert echo_headers(r)["x-upstream-error"] == "could not find an Upstream named 'nope'"
     assert echo_headers(r)["host"] == f"127.0.0.1:{backend.port}"  # still the service's
@@ -69,13 +74,7 @@ def test_set_upstream_balances_over_the_named_upstream(backend: Backend, backend
 
 def test_set_scheme_applies_to_a_set_upstream(backend: Backend, backend2: Backend, start_proxy: Any) -> None:
     """An https service whose plugin sends the request to an upstream of plain-http targets."""
-    svc = service(backend.port, protocol="https")
-    upstream = {"id": "6d2a3c2e-0c1b-4c53-9a59-0d3c7c0e7a11", "name": "plain", "algorithm": "round-robin",
-                "slots": 10000, "healthchecks": None}
-    target = {"id": "6d2a3c2e-0c1b-4c53-9a59-0d3c7c0e7a12", "upstream": {"id": upstream["id"]},
-              "target": f"127.0.0.1:{backend2.port}", "weight": 100}
-    proxy = start_proxy({"services": [svc], "routes": [route(svc, paths=["/r"])], "upstreams": [upstream],
-                         "targets": [target], "plugins": [plugin("test-pdk", {"log_file": None})]}, IMPORTS)
+    proxy = upstream_proxy(start_proxy, service(backend.port, protocol="https"), "plain", backend2.port)
     hdrs = {"X-Pdk-Upstream": "plain", "X-Pdk-Path": "/__echo", "X-Pdk-Scheme": "http"}
     r = requests.get(proxy.url + "/r", timeout=5, headers=hdrs)
     assert r.status_code == 200 and echo_headers(r)["host"] == f"127.0.0.1:{backend2.port}"
