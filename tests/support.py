@@ -7,6 +7,7 @@ several test folders have one.
 from __future__ import annotations
 
 import os
+import random
 import socket
 import uuid
 from urllib.parse import urlsplit, urlunsplit
@@ -14,10 +15,27 @@ from urllib.parse import urlsplit, urlunsplit
 PG_DSN = os.environ.get("SERVEGATE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
+# Ports handed out by free_port() are taken from below the kernel's ephemeral range (32768-60999 by default):
+# a port the kernel picked for bind(0) and then released can be picked again at once as the local port of any
+# outgoing loopback connection, and the node that meant to listen on it then fails with "address already in use"
+# (seen in CI). Ports are not handed out twice by one test process.
+_PORT_RANGE = (20000, 32000)
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    for _ in range(1000):
+        port = random.randint(*_PORT_RANGE)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def _with_db(dsn: str, name: str) -> str:
