@@ -46,6 +46,14 @@ HOT_MODULES = [
     # The LLM record's SSE tap: every chunk of a tracked stream goes through it.
     "src/servegate/llm/record.py",
     "src/servegate/llm/sse.py",
+    # What every LLM request runs: reading its body (track), routing it by model, counting it (prometheus).
+    "src/servegate/llm/request.py",
+    "src/servegate/llm/track.py",
+    "src/servegate/llm/usage.py",
+    "src/servegate/plugins/model_router/__init__.py",
+    "src/servegate/plugins/model_router/backends.py",
+    "src/servegate/plugins/prometheus/handler.py",
+    "src/servegate/plugins/prometheus/record.py",
 ]
 
 

@@ -13,8 +13,20 @@ from typing import Any
 _OPERATIONS = (("/chat/completions", "chat"), ("/completions", "text_completion"), ("/embeddings", "embeddings"))
 
 
+_OPERATION_OF: dict[str, str] = {}
+
+
 def operation_of(path: str) -> str:
     """"chat", "text_completion" or "embeddings" for the OpenAI endpoints, else the path's last segment."""
+    op = _OPERATION_OF.get(path)
+    if op is None:
+        if len(_OPERATION_OF) >= 1024:  # paths come from clients: bounded
+            _OPERATION_OF.clear()
+        op = _OPERATION_OF[path] = _operation_of(path)
+    return op
+
+
+def _operation_of(path: str) -> str:
     path = path.rstrip("/")
     for tail, name in _OPERATIONS:
         if path.endswith(tail):

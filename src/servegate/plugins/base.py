@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, NoReturn
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 from urllib.parse import quote, unquote_plus
 
 import orjson
@@ -17,6 +17,9 @@ from mypy_extensions import mypyc_attr
 
 from servegate.plugins.serialize import serialize_context
 from servegate.schema.fields import Field
+
+if TYPE_CHECKING:  # servegate.llm imports this module (track)
+    from servegate.llm.record import LLMRecord
 
 # kong.response.error's message for a status when the caller gave none (kong-compat §5.5).
 DEFAULT_MESSAGES: dict[int, str] = {
@@ -150,7 +153,7 @@ class Context:
         self.latencies: dict[str, int] | None = None
         # The request's servegate.llm.LLMRecord once an LLM-aware plugin called servegate.llm.track(ctx): the
         # proxy then feeds it the response (usage, timings) for the log phase.
-        self.llm: Any = None
+        self.llm: LLMRecord | None = None
         # Set by the proxy for log hooks only, read by serialize(): (request target as received, server port,
         # upstream (host, port) or None, upstream target path, upstream query), and the upstream's response head.
         self.log_source: tuple[Any, ...] | None = None
@@ -189,9 +192,28 @@ class Context:
     async def json_body(self) -> Any:
         """The request body parsed as JSON (orjson), once per request; None when it is empty or not JSON.
         Like body(), a body over client_body_buffer_size ends the request with a 413."""
+        if self._body is None:
+            await self.body()
+        return self.json_body_now()
+
+    def body_ready(self) -> bool:
+        """True when body() would not wait: the body was read already, or came whole before the access phase
+        (the proxy defers the access phase of a plan with a `reads_body` plugin until a small body is in).
+        A hook can then use body_now() / json_body_now() and stay synchronous."""
+        return self._body is not None
+
+    def body_now(self) -> bytes:
+        """The body, when body_ready()."""
+        body = self._body
+        if body is None:
+            raise RuntimeError("the request body is not read yet: await body()")
+        return body
+
+    def json_body_now(self) -> Any:
+        """json_body(), when body_ready()."""
         j = self._json
         if j is _UNPARSED:
-            raw = await self.body()
+            raw = self.body_now()
             try:
                 j = orjson.loads(raw) if raw else None
             except orjson.JSONDecodeError:
@@ -405,6 +427,9 @@ class Plugin:
     header_filter: ClassVar[Callable[..., HookResult] | None] = None
     log: ClassVar[Callable[..., HookResult] | None] = None
     body_filter: ClassVar[Callable[..., bytes | None] | None] = None
+    # The access hook reads the request body: the proxy then starts the access phase once a small body is in
+    # (Context.body_ready), so that the hook can read it without awaiting.
+    reads_body: ClassVar[bool] = False
     # Node hooks (servegate.plugins.node): `init_worker(worker)` once per worker process after its loop starts,
     # `shutdown_worker(worker)` before it exits.
     init_worker: ClassVar[Callable[..., HookResult] | None] = None
@@ -415,6 +440,11 @@ class Plugin:
 
     def compile(self, row: Mapping[str, Any], lookups: Lookups) -> Any:
         return row.get("config")
+
+    def reads_body_with(self, conf: Any) -> bool:
+        """Whether the access hook reads the body with this compiled conf (read once per plan): `reads_body`
+        unless the plugin knows better per instance."""
+        return self.reads_body
 
     def redact_query_args(self, config: Mapping[str, Any]) -> Iterable[str]:
         """Query argument names whose values the access log never writes, for one instance's config (read

@@ -75,13 +75,15 @@ class _Slot:
 class Plan:
     """The phases for one (route, service). Hooks run inline; awaited only when one returns an awaitable."""
 
-    __slots__ = ("slots", "has_later", "has_body_filter")
+    __slots__ = ("slots", "has_later", "has_body_filter", "reads_body")
 
-    def __init__(self, slots: list[_Slot], has_body_filter: bool = False) -> None:
+    def __init__(self, slots: list[_Slot], has_body_filter: bool = False, reads_body: bool = False) -> None:
         self.slots = slots
         self.has_later = any(s.later for s in slots)
         # Some plugin of this plan has a body_filter hook: only then does the proxy de-frame the body.
         self.has_body_filter = has_body_filter
+        # Some plugin's access hook reads the request body (Plugin.reads_body).
+        self.reads_body = reads_body
 
     @staticmethod
     def _resolve(slot: _Slot, ctx: Context) -> Bound | None:
@@ -273,7 +275,7 @@ class PluginIndex:
 
     def _build(self, route_id: str | None, service_id: str | None) -> Plan | None:
         chosen: list[tuple[int, str, _Slot]] = []
-        body_filter = False
+        body_filter = reads_body = False
         for name, instances in self._by_name.items():
             best: tuple[int, Bound] | None = None
             consumers: dict[str, tuple[int, Bound]] = {}
@@ -304,8 +306,11 @@ class PluginIndex:
             )
             if h.body_filter is not None:
                 body_filter = True
+            if any(b.handler.reads_body_with(b.conf) for b in ([best[1]] if best is not None else [])
+                   + [b for _, b in consumers.values()]):
+                reads_body = True
             chosen.append((-self._priority[name], name, slot))
         if not chosen:
             return None
         chosen.sort(key=lambda t: (t[0], t[1]))
-        return Plan([slot for _, _, slot in chosen], body_filter)
+        return Plan([slot for _, _, slot in chosen], body_filter, reads_body)

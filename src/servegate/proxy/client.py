@@ -224,8 +224,12 @@ class ClientProtocol(asyncio.Protocol):
         queue.append(ex)
         if len(queue) == 1:
             ex.start()
-        elif len(queue) >= MAX_PIPELINED:
-            self.pause_reading_for(PAUSE_PIPELINE)
+        else:
+            # Pipelined: its body may be read whole before it starts; a plugin may want it then (start() drops it
+            # when no plugin does).
+            ex.body_copy = []
+            if len(queue) >= MAX_PIPELINED:
+                self.pause_reading_for(PAUSE_PIPELINE)
 
     def on_body(self, body: bytes) -> None:
         ex = self.parsing

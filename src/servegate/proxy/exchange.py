@@ -14,6 +14,7 @@ from random import randbytes
 from time import monotonic
 from typing import TYPE_CHECKING, Any, Final
 
+from servegate.llm.record import LLMRecord
 from servegate.proxy import errorlog, errors, faults, phases
 from servegate.proxy.balancer import relay
 from servegate.proxy.headers import HeaderView, downstream_head, upstream_head
@@ -47,7 +48,7 @@ class Exchange:
         "te_trailers", "close_delimited", "resp_started", "replay_size", "norm_path", "body_copy",
         "body_waiter", "body_override", "corked", "client_ip", "bad_status", "prep", "has_connection",
         "raw_path", "clen", "bfilters", "head_wait", "req_body_size", "bal", "ep", "tried",
-        "lb_cookie", "llm", "lb_tls",
+        "lb_cookie", "llm", "lb_tls", "deferred", "head_size",
     )
 
     def __init__(self, conn: ClientProtocol, method: bytes, url: bytes, headers: list[tuple[bytes, bytes, bytes]],
@@ -72,6 +73,8 @@ class Exchange:
         # Non-zero: the head is unacceptable and the request is answered with this status, unrouted.
         self.bad_status = 0
         self.client_ip = conn.peer_b
+        # The header lines' bytes as received (the parser counted them): the log phase's request size.
+        self.head_size = conn.head_size
         self.has_connection = False
         self.clen: bytes | None = None
         for lname, _, value in headers:
@@ -156,7 +159,9 @@ class Exchange:
         # A plugin's set_scheme on a balanced request: 1 https, 0 http; -1 the service's protocol.
         self.lb_tls = -1
         # An LLM record reading a body relayed as framed (phases.llm_observe); None for every other response.
-        self.llm: Any = None
+        self.llm: LLMRecord | None = None
+        # Routed, and waiting for the rest of a small body before the access phase / the balancer's pick runs.
+        self.deferred = False
 
     # -- start: route, plugins ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -213,11 +218,25 @@ class Exchange:
         self.connect_timeout = prep.connect_timeout
         self.read_timeout = prep.read_timeout
         self.write_timeout = prep.write_timeout
-        if prep.body_key:
-            self.body_copy = []  # prefix-affinity hashes the prompt: keep a copy of the body until placed
-        if prep.plan is not None and phases.run_access(self, prep.plan):
+        plan = prep.plan
+        if prep.body_key or plan is not None and plan.reads_body:
+            # A plugin reads the body, or prefix-affinity hashes the prompt: keep a copy of the body. A small one
+            # is awaited before the access phase (or the pick) starts, which then finds it at hand and runs in
+            # this read's callbacks: no task, no future, no extra loop turn.
+            if self.body_copy is None:
+                self.body_copy = []
+            if not self.req_done and not self.chunked and not self.expect and self._small_body(server.body_cap):
+                self.deferred = True
+                return
+        elif plan is None:
+            self.body_copy = None  # kept for a pipelined request: no plugin can want it
+        if plan is not None and phases.run_access(self, plan):
             return  # finished (exit) or continuing asynchronously
         self.proceed()
+
+    def _small_body(self, cap: int) -> bool:
+        clen = self.clen
+        return clen is None or clen.isdigit() and int(clen) <= min(cap, PENDING_LIMIT)
 
     def redirect(self, status: int, location: str) -> None:
         self.answer(status, b"", None, [("Location", location)])
@@ -413,6 +432,11 @@ class Exchange:
         up = self.up
         if up is not None:
             up.last_read = monotonic()
+        elif self.deferred:
+            self.deferred = False
+            plan = self.prep.plan
+            if plan is None or not phases.run_access(self, plan):
+                self.proceed()
 
     def request_body_raw(self, data: bytes) -> None:
         if self.replay is not None:

@@ -11,6 +11,7 @@ from collections.abc import Awaitable
 from time import monotonic
 from typing import TYPE_CHECKING, Any, Final
 
+from servegate.llm.record import LLMRecord
 from servegate.plugins.base import Context, Exit
 from servegate.plugins.runner import run_body_filters
 from servegate.proxy.errorlog import log_exception
@@ -34,13 +35,20 @@ def run_access(ex: Exchange, plan: Any) -> bool:
     service = ex.service
     ex.plan = plan
     ex.state = ACCESS
-    ex.body_copy = []
+    body = None
+    copy = ex.body_copy
+    if copy is None:
+        ex.body_copy = []
+    elif ex.req_done and sum(map(len, copy)) <= ex.conn.server.body_cap:
+        # The whole body is here (an access phase deferred for it, or a pipelined request): plugins get it at
+        # hand (Context.body_ready), so they need not await it.
+        body = copy[0] if len(copy) == 1 else b"".join(copy)
     raw_query = ex.query[1:].decode("latin-1") if ex.query else ""
     ctx = Context(
         ex.method.decode("latin-1"), ex.norm_path, raw_query, HeaderView(ex.headers),
         ex.client_ip.decode("latin-1"),
         scheme=ex.conn.scheme.decode(), route=route, service=service, request_id=ex.rid,
-        read_body=lambda: read_body(ex), config=ex.conn.server.holder,
+        read_body=lambda: read_body(ex), body=body, config=ex.conn.server.holder,
     )
     ex.ctx = ctx
     try:
@@ -322,14 +330,17 @@ def body_chunk(ex: Exchange, chunk: bytes, eof: bool) -> bytes:
 
 def llm_observe(ex: Exchange, chunk: bytes) -> None:
     """A de-framed body chunk to the LLM record of a response relayed as framed (nothing to rewrite)."""
+    rec = ex.llm
+    if rec is None:
+        return
     try:
-        ex.llm.feed(chunk, False)
+        rec.feed(chunk, False)
     except Exception as e:
         ex.llm = None
         log_exception("LLM record failed", e)
 
 
-def _llm_head(ex: Exchange, rec: Any) -> None:
+def _llm_head(ex: Exchange, rec: LLMRecord) -> None:
     """The response head to the LLM record: status, which backend (upstream or service) and target served."""
     bal = ex.bal
     ep = ex.ep
@@ -376,7 +387,7 @@ def run_log(ex: Exchange) -> Any:
 def _sizes(ex: Exchange, ctx: Context) -> None:
     """Kong's request.size, response.size and latencies (ms) for the log hooks, computed only for them."""
     # The request head as received: request line, header lines, blank line.
-    size = len(ex.method) + len(ex.url) + 12 + 2 + sum([len(n) + len(v) + 4 for _, n, v in ex.headers])
+    size = len(ex.method) + len(ex.url) + 12 + 2 + ex.head_size
     if ex.chunked:
         size += ex.req_body_size
     elif ex.clen is not None and ex.req_done:

@@ -19,13 +19,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 import orjson
 
 from servegate import KONG_VERSION
-from servegate.llm import track
+from servegate.llm import track_now
 from servegate.plugins import body as body_codec
 from servegate.plugins import register
 from servegate.plugins.base import Context, Lookups, Plugin
@@ -79,6 +79,8 @@ class RouterConf:
                 self.entries[name] = CATALOGUE.entry(name, b.probes, interval, self.timeout)
         self._version = -1
         self._discovered: dict[str, tuple[str, ...]] = {}
+        # (backend, request path) -> upstream path
+        self.paths: dict[tuple[str, str], str] = {}
 
     def _known(self, names: Any) -> tuple[str, ...]:
         return tuple(n for n in names or () if n in self.backends)
@@ -116,6 +118,10 @@ class RouterConf:
             model = target
         names, discovered = self.lookup(model)
         return model, names, discovered
+
+    def first_pending(self) -> bool:
+        """A first ask of this instance's backends still runs (right after start or a configuration change)."""
+        return any(e.first_pending is not None for e in self.entries.values())
 
     async def first_asks(self) -> bool:
         """Wait (up to the discovery timeout) for the first asks of this instance's backends that still run, as
@@ -171,13 +177,14 @@ class RouterConf:
         return list(cards.values())
 
 
-async def _model_of(ctx: Context) -> tuple[str, dict[str, Any] | None]:
-    """The request's model and its parsed JSON body (None for a form body); a 400 when there is none."""
-    body = await ctx.json_body()
+def _model_of(ctx: Context) -> tuple[str, dict[str, Any] | None]:
+    """The request's model and its parsed JSON body (None for a form body); a 400 when there is none. The body is
+    at hand (ctx.body_ready())."""
+    body = ctx.json_body_now()
     parsed: dict[str, Any] | None = body if isinstance(body, dict) else None
     if body is None and "form" in (ctx.header("content-type") or ""):
         # multipart/form-data (audio transcriptions) or urlencoded: routed, never rewritten
-        body = body_codec.decode(ctx.header("content-type"), await ctx.body())
+        body = body_codec.decode(ctx.header("content-type"), ctx.body_now())
     if not isinstance(body, dict):
         ctx.respond(400, openai_error("The request body must be a JSON object with a `model` field.",
                                       "missing_model"))
@@ -198,42 +205,22 @@ class ModelRouter(Plugin):
     protocols_default = ("http", "https")
     # compile() reads services, upstreams and targets: their changes recompile the instances.
     binds = ("services", "upstreams", "targets")
+    reads_body = True
 
     def compile(self, row: Mapping[str, Any], lookups: Lookups) -> RouterConf:
         return RouterConf(row.get("config") or {}, lookups, row.get("id"))
 
-    async def access(self, ctx: Context, conf: RouterConf) -> None:  # type: ignore[override]
+    def access(self, ctx: Context, conf: RouterConf) -> Awaitable[None] | None:  # type: ignore[override]
+        # Synchronous when the body is at hand (the proxy defers this phase until a small body is in: reads_body)
+        # and the model is known; a coroutine only to wait for the body or a backend's first discovery.
         rel = backends.strip_route_prefix(ctx.route, ctx.path)
         if ctx.method == "GET" and rel.startswith(_MODELS):
             if not conf.models_endpoint:
-                return  # answered by the route's service, as without the plugin
-            await conf.first_asks()
-            _models_endpoint(ctx, conf, rel)
-        if ctx.method in _BODILESS and not await ctx.body():
-            # No model to route by: what OpenAI answers for a path it does not serve.
-            ctx.respond(404, openai_error(f"Invalid URL ({ctx.method} {ctx.path[:256]})", None, None))
-        asked, body = await _model_of(ctx)
-        model, names, discovered = conf.resolve(asked)
-        if not names and await conf.first_asks():  # the answer of a backend's first ask may know the model
-            if ctx.shared is not None and ENDED in ctx.shared:
-                return  # the client left meanwhile: the log phase has run already
-            model, names, discovered = conf.resolve(asked)
-        if not names:
-            ctx.respond(404, openai_error(f"The model `{asked[:256]}` does not exist.", "model_not_found"))
-        if model != asked and body is not None:
-            body["model"] = model  # the parsed body is shared: a later set_body (usage tracking) keeps this
-            ctx.set_body(orjson.dumps(body))
-        name = conf.pick(names)
-        b = conf.backends[name]
-        _send(ctx, b, rel)
-        OUTSTANDING[name] = OUTSTANDING.get(name, 0) + 1
-        if ctx.shared is None:
-            ctx.shared = {}
-        ctx.shared[SHARED_KEY] = (name, conf.entries.get(name), discovered)
-        # Token usage of every routed request (servegate.llm): the proxy feeds the record the response.
-        record = await track(ctx, conf.plugin_id)
-        if record is not None:
-            record.backend = name
+                return None  # answered by the route's service, as without the plugin
+            return _models_endpoint(ctx, conf, rel)
+        if not ctx.body_ready():
+            return _route_after_body(ctx, conf, rel)
+        return _route(ctx, conf, rel)
 
     def log(self, ctx: Context, conf: RouterConf) -> None:  # type: ignore[override]
         if ctx.shared is None:
@@ -257,8 +244,58 @@ class ModelRouter(Plugin):
         await CATALOGUE.stop()
 
 
-def _models_endpoint(ctx: Context, conf: RouterConf, rel: str) -> None:
+async def _route_after_body(ctx: Context, conf: RouterConf, rel: str) -> None:
+    await ctx.body()
+    pending = _route(ctx, conf, rel)
+    if pending is not None:
+        await pending
+
+
+def _route(ctx: Context, conf: RouterConf, rel: str) -> Awaitable[None] | None:
+    """Route by the body's model; a coroutine when a backend's first discovery must be awaited first."""
+    if ctx.method in _BODILESS and not ctx.body_now():
+        # No model to route by: what OpenAI answers for a path it does not serve.
+        ctx.respond(404, openai_error(f"Invalid URL ({ctx.method} {ctx.path[:256]})", None, None))
+    asked, body = _model_of(ctx)
+    model, names, discovered = conf.resolve(asked)
+    if not names and conf.first_pending():
+        return _route_after_discovery(ctx, conf, rel, asked, body)
+    _routed(ctx, conf, rel, asked, body, model, names, discovered)
+    return None
+
+
+async def _route_after_discovery(ctx: Context, conf: RouterConf, rel: str, asked: str,
+                                 body: dict[str, Any] | None) -> None:
+    await conf.first_asks()  # the answer of a backend's first ask may know the model
+    if ctx.shared is not None and ENDED in ctx.shared:
+        return  # the client left meanwhile: the log phase has run already
+    model, names, discovered = conf.resolve(asked)
+    _routed(ctx, conf, rel, asked, body, model, names, discovered)
+
+
+def _routed(ctx: Context, conf: RouterConf, rel: str, asked: str, body: dict[str, Any] | None, model: str,
+            names: tuple[str, ...], discovered: bool) -> None:
+    if not names:
+        ctx.respond(404, openai_error(f"The model `{asked[:256]}` does not exist.", "model_not_found"))
+    if model != asked and body is not None:
+        body["model"] = model  # the parsed body is shared: a later set_body (usage tracking) keeps this
+        ctx.set_body(orjson.dumps(body))
+    name = conf.pick(names)
+    b = conf.backends[name]
+    _send(ctx, conf, b, rel)
+    OUTSTANDING[name] = OUTSTANDING.get(name, 0) + 1
+    if ctx.shared is None:
+        ctx.shared = {}
+    ctx.shared[SHARED_KEY] = (name, conf.entries.get(name), discovered)
+    # Token usage of every routed request (servegate.llm): the proxy feeds the record the response.
+    record = track_now(ctx, conf.plugin_id)
+    if record is not None:
+        record.backend = name
+
+
+async def _models_endpoint(ctx: Context, conf: RouterConf, rel: str) -> None:
     """GET /v1/models (the merged list) and GET /v1/models/{id} (one card); other paths are not ours."""
+    await conf.first_asks()
     if rel == _MODELS or rel == _MODELS + "/":
         ctx.respond(200, {"object": "list", "data": conf.model_cards()})
     if rel.startswith(_MODELS + "/"):
@@ -267,25 +304,33 @@ def _models_endpoint(ctx: Context, conf: RouterConf, rel: str) -> None:
             if card["id"] == wanted:
                 ctx.respond(200, card)
         ctx.respond(404, openai_error(f"The model `{wanted[:256]}` does not exist.", "model_not_found"))
+    # GET /v1/models<something else>: routed by the body's model like any request
+    await _route_after_body(ctx, conf, rel)
 
 
-def _send(ctx: Context, b: Backend, rel: str) -> None:
-    path = b.path_for(rel)
+def _send(ctx: Context, conf: RouterConf, b: Backend, rel: str) -> None:
+    """set_upstream or set_target, set_scheme, set_path, set_timeouts, set_retries: what Backend holds was
+    checked when it was compiled, so its values are assigned as those calls would (no per-request checks)."""
+    key = (b.name, rel)
+    path = conf.paths.get(key)
+    if path is None:
+        if len(conf.paths) >= 1024:  # paths come from clients: bounded
+            conf.paths.clear()
+        path = conf.paths[key] = b.path_for(rel)
     if b.upstream is not None:
         err = ctx.set_upstream(b.upstream)
         if err is not None:  # deleted since this configuration was compiled
             ctx.respond(503, openai_error(f"backend {b.name} is not available: {err}", "backend_unavailable",
                                           None, "server_error"))
     else:
-        assert b.target is not None
-        ctx.set_target(*b.target)
+        ctx.upstream_target = b.target
     if b.scheme is not None:
-        ctx.set_scheme(b.scheme)
-    ctx.set_path(path)
+        ctx.upstream_scheme = b.scheme
+    ctx.upstream_path = path
     if b.timeouts is not None:
-        ctx.set_timeouts(*b.timeouts)
+        ctx.upstream_timeouts = b.timeouts
     if b.retries is not None:
-        ctx.set_retries(b.retries)
+        ctx.upstream_retries = b.retries
 
 
 register(ModelRouter)

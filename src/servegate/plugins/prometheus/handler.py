@@ -11,7 +11,8 @@ from collections.abc import Awaitable, Mapping
 from typing import Any
 
 from servegate import KONG_VERSION
-from servegate.llm import track as _track
+from servegate.llm.record import LLMRecord
+from servegate.llm.track import track_now
 from servegate.plugins import register
 from servegate.plugins.api import ApiEndpoint
 from servegate.plugins.base import Context, Lookups, Plugin
@@ -34,7 +35,7 @@ class PromConf:
         self.records = self.status or self.latency or self.bandwidth or self.ai
 
 
-def _stream_labels(rec: Any, consumer: str) -> tuple[str, ...]:
+def _stream_labels(rec: LLMRecord, consumer: str) -> tuple[str, ...]:
     """The streams-in-flight gauge's labels of a stream in progress (its target is known from its response head)."""
     address, port = record.split_target(rec.target)
     return (rec.operation, rec.request_model or "", address, port, consumer)
@@ -57,19 +58,27 @@ def _access(ctx: Context, conf: PromConf) -> Awaitable[None] | None:
         return None
     if ctx.method != "POST":  # an LLM request is a POST whose JSON body names a model
         return None
-    return _track_then(ctx, conf)
+    if ctx.body_ready():
+        _track(ctx, conf)
+        return None
+    return _track_after_body(ctx, conf)
 
 
-async def _track_then(ctx: Context, conf: PromConf) -> None:
-    body = await ctx.json_body()  # parsed once: track() reads the same
+async def _track_after_body(ctx: Context, conf: PromConf) -> None:
+    await ctx.body()
+    _track(ctx, conf)
+
+
+def _track(ctx: Context, conf: PromConf) -> None:
+    body = ctx.json_body_now()  # parsed once: track_now() reads the same
     if not isinstance(body, dict) or not isinstance(body.get("model"), str):
         return  # not an LLM request (an Admin API write through a gateway route, say): nothing to watch
-    rec = await _track(ctx)
+    rec = track_now(ctx)
     if rec is not None:
         _started(rec, ctx, conf)
 
 
-def _started(rec: Any, ctx: Context, conf: PromConf) -> None:
+def _started(rec: LLMRecord, ctx: Context, conf: PromConf) -> None:
     if rec.stream and not rec.finished:
         store.LIVE[rec] = _consumer(ctx, conf)
 
@@ -97,7 +106,7 @@ def _log(ctx: Context, conf: PromConf) -> None:
         if ctx.response_size > 0:
             _BANDWIDTH[rs.egress] = _BANDWIDTH.get(rs.egress, 0) + ctx.response_size
     if conf.ai:
-        rec = ctx.llm
+        rec: LLMRecord | None = ctx.llm
         if rec is not None:
             store.LIVE.pop(rec, None)
             record.llm(rec, consumer, ctx.response_status or rec.status)
@@ -114,12 +123,16 @@ class Prometheus(Plugin):
     PRIORITY = 13
     VERSION = KONG_VERSION
     config_schema = CONFIG
+    reads_body = True  # with ai_metrics only (reads_body_with)
     admin_api = (ApiEndpoint("GET", "/metrics", metrics_endpoint),)
     status_api = (ApiEndpoint("GET", "/metrics", metrics_endpoint),)
 
     def compile(self, row: Mapping[str, Any], lookups: Lookups) -> PromConf:
         config = row.get("config")
         return PromConf(config if isinstance(config, Mapping) else {})
+
+    def reads_body_with(self, conf: PromConf) -> bool:  # type: ignore[override]
+        return conf.ai
 
     def access(self, ctx: Context, conf: PromConf) -> Awaitable[None] | None:  # type: ignore[override]
         return _access(ctx, conf)
@@ -128,7 +141,7 @@ class Prometheus(Plugin):
         _log(ctx, conf)
 
     def init_worker(self, worker: Any) -> None:  # type: ignore[override]
-        store.attach(worker.settings.prefix, worker.id, _stream_labels)
+        store.attach(worker.settings.prefix, worker.id, _stream_labels, record.sync)
         worker.every(store.FLUSH_INTERVAL_S, store.flush, name="prometheus flush")
 
     def shutdown_worker(self, worker: Any) -> None:  # type: ignore[override]

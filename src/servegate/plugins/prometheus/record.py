@@ -13,6 +13,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from typing import Any
 
+from servegate.llm.record import LLMRecord
 from servegate.plugins.prometheus import families as fam
 from servegate.plugins.prometheus.store import VALUES, Series
 
@@ -103,9 +104,14 @@ def latencies(rs: RouteSeries, lat: dict[str, int], proxied: bool) -> None:
 
 
 class LLMSeries:
-    """The LLM families' series of one (operation, provider, request model, response model, target, consumer)."""
+    """The LLM families' series of one (operation, provider, request model, response model, target, consumer).
 
-    __slots__ = ("ai", "tokens", "genai", "aborts", "ai_latency", "usage", "duration", "ttft", "tpot")
+    Its counters are kept here, as plain numbers, and written into the values by `sync()` (before a flush or a
+    scrape): a request then costs additions to attributes, not a lookup by a label tuple per counter (several
+    series share one Kong AI counter, whose labels are only provider and model)."""
+
+    __slots__ = ("ai", "tokens", "genai", "aborts", "ai_latency", "usage", "duration", "ttft", "tpot",
+                 "requests", "prompt", "completion", "total", "aborted", "ok_cell")
 
     def __init__(self, op: str, provider: str, model: str, response_model: str, target: str | None,
                  consumer: str) -> None:
@@ -121,6 +127,12 @@ class LLMSeries:
         self.tpot: Cell | None = None
         self.usage: dict[tuple[str, bool], Cell] = {}  # (token type, estimated) -> cell
         self.duration: dict[str, Cell] = {}  # error type -> cell
+        self.ok_cell: Cell | None = None  # the duration cell of requests without an error
+        self.requests = 0
+        self.prompt = 0
+        self.completion = 0
+        self.total = 0
+        self.aborted = 0
 
     def usage_cell(self, token_type: str, estimated: bool) -> Cell:
         got = self.usage.get((token_type, estimated))
@@ -152,7 +164,7 @@ _TTFT_B = fam.TTFT.buckets
 _TPOT_B = fam.TPOT.buckets
 
 
-def llm(rec: Any, consumer: str, status: int) -> None:
+def llm(rec: LLMRecord, consumer: str, status: int) -> None:
     """One finished LLM request (its servegate.llm.LLMRecord) into the Kong AI and GenAI families."""
     provider = rec.provider or rec.backend or ""
     model = rec.request_model or ""
@@ -160,31 +172,32 @@ def llm(rec: Any, consumer: str, status: int) -> None:
     s = LLM.get(key)
     if s is None:
         s = LLM[key] = LLMSeries(rec.operation, provider, model, rec.response_model or "", rec.target, consumer)
-    ai = s.ai
-    AI_REQUESTS[ai] = AI_REQUESTS.get(ai, 0) + 1
+    s.requests += 1
     duration = rec.duration()
     if duration is not None:
         if duration > 0:
             c = s.ai_latency
             if c is None:
-                c = s.ai_latency = cell(fam.AI_LATENCY, ai)
+                c = s.ai_latency = cell(fam.AI_LATENCY, s.ai)
             add(c, _AI_B, duration * 1000.0)
-        error = str(status) if status >= 400 else "client_abort" if rec.aborted else ""
-        add(s.duration_cell(error), _DURATION_B, duration)
+        if status < 400 and not rec.aborted:
+            c = s.ok_cell
+            if c is None:
+                c = s.ok_cell = s.duration_cell("")
+        else:
+            c = s.duration_cell(str(status) if status >= 400 else "client_abort")
+        add(c, _DURATION_B, duration)
     prompt, completion, total = rec.prompt_tokens, rec.completion_tokens, rec.total_tokens
     if prompt is not None:
         add(s.usage_cell("input", rec.estimated), _TOKEN_B, prompt)
         if prompt > 0:
-            k = s.tokens[0]
-            AI_TOKENS[k] = AI_TOKENS.get(k, 0) + prompt
+            s.prompt += prompt
     if completion is not None and rec.operation != "embeddings":  # an embedding has input tokens only
         add(s.usage_cell("output", rec.estimated), _TOKEN_B, completion)
         if completion > 0:
-            k = s.tokens[1]
-            AI_TOKENS[k] = AI_TOKENS.get(k, 0) + completion
+            s.completion += completion
     if total:
-        k = s.tokens[2]
-        AI_TOKENS[k] = AI_TOKENS.get(k, 0) + total
+        s.total += total
     if 200 <= status < 300:
         ttft = rec.ttft()
         if ttft is not None:
@@ -199,4 +212,21 @@ def llm(rec: Any, consumer: str, status: int) -> None:
                     c = s.tpot = cell(fam.TPOT, s.genai)
                 add(c, _TPOT_B, tpot)
     if rec.aborted:
-        ABORTS[s.aborts] = ABORTS.get(s.aborts, 0) + 1
+        s.aborted += 1
+
+
+def sync() -> None:
+    """Write the LLM series' counters into the values (sums: several series share a Kong AI counter's labels)."""
+    requests: dict[tuple[str, ...], int] = {}
+    tokens: dict[tuple[str, ...], int] = {}
+    aborts: dict[tuple[str, ...], int] = {}
+    for s in LLM.values():
+        requests[s.ai] = requests.get(s.ai, 0) + s.requests
+        for k, n in zip(s.tokens, (s.prompt, s.completion, s.total), strict=True):
+            if n:
+                tokens[k] = tokens.get(k, 0) + n
+        if s.aborted:
+            aborts[s.aborts] = aborts.get(s.aborts, 0) + s.aborted
+    AI_REQUESTS.update(requests)
+    AI_TOKENS.update(tokens)
+    ABORTS.update(aborts)

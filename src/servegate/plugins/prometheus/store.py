@@ -112,12 +112,15 @@ class Local:
     worker_id: int | None = None
     file: WorkerFile | None = None
     labels_of: Any = None
+    # Brings VALUES up to date with counters kept elsewhere (record.sync), before they are written or read.
+    sync: Any = None
 
 
-def attach(prefix: str, worker_id: int, labels_of: Any) -> None:
+def attach(prefix: str, worker_id: int, labels_of: Any, sync: Any = None) -> None:
     """Called by init_worker (again after a reload: the values stay)."""
     Local.worker_id = worker_id
     Local.labels_of = labels_of
+    Local.sync = sync
     file = WorkerFile(prefix, worker_id)
     os.makedirs(file.directory, mode=0o700, exist_ok=True)
     Local.file = file
@@ -131,6 +134,8 @@ def flush(force: bool = False) -> None:
         return
     if not force and file.written == VALUES.changes and not LIVE:
         return
+    if Local.sync is not None:
+        Local.sync()
     series = dict(VALUES.series)
     series[STREAMS_IN_FLIGHT.name] = in_flight(Local.labels_of)
     file.written = VALUES.changes
@@ -164,6 +169,8 @@ def node_values(prefix: str, workers: int) -> tuple[dict[str, Series], list[int]
     pids: list[int] = []
     for worker_id in range(workers):
         if worker_id == Local.worker_id:
+            if Local.sync is not None:
+                Local.sync()
             own = dict(VALUES.series)
             own[STREAMS_IN_FLIGHT.name] = in_flight(Local.labels_of)
             merge(merged, own)
