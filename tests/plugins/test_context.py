@@ -66,3 +66,28 @@ def test_exit_custom_message_and_headers() -> None:
     with pytest.raises(Exit) as info:
         Context("GET", "/").exit(404, "Fake Not Found", {"X-A": "1"})
     assert (info.value.status, info.value.message, info.value.headers) == (404, "Fake Not Found", {"X-A": "1"})
+
+
+def test_body_at_hand_or_awaited() -> None:
+    """body_ready/body_now/json_body_now: a body the proxy handed over is read without awaiting; one still to
+    come must be awaited (body_now refuses), after which both ways agree."""
+    import asyncio
+
+    ready = Context("POST", "/v1/chat", body=b'{"model": "m"}')
+    assert ready.body_ready() and ready.body_now() == b'{"model": "m"}'
+    assert ready.json_body_now() == {"model": "m"}
+    assert ready.json_body_now() is ready.json_body_now()  # parsed once
+
+    calls = []
+
+    async def read() -> bytes:
+        calls.append(1)
+        return b"not json"
+
+    later = Context("POST", "/v1/chat", read_body=read)
+    assert not later.body_ready()
+    with pytest.raises(RuntimeError):
+        later.body_now()
+    assert asyncio.run(later.json_body()) is None  # not JSON
+    assert later.body_ready() and later.body_now() == b"not json" and calls == [1]
+    assert Context("GET", "/").body_ready() is False

@@ -256,3 +256,29 @@ async def test_body_filters_only_in_plans_that_have_one() -> None:
     c = ctx()
     await run_access(only_access, c)
     assert c.collected is None
+
+
+class Reader(Probe):
+    """Reads the body only when its instance says so (as prometheus with ai_metrics)."""
+
+    name = "reader"
+    reads_body = True
+
+    def reads_body_with(self, conf: Any) -> bool:
+        return bool(conf.get("read"))
+
+
+def test_plan_reads_body_follows_the_instances_that_apply() -> None:
+    """Plan.reads_body (the proxy waits for a small body before the access phase) is set by an applying
+    instance whose plugin reads the body with its config, a consumer-scoped one included; not by others."""
+    handlers = {**HANDLERS, "reader": Reader()}
+
+    def plan(*rows: dict[str, Any]) -> Any:
+        idx = PluginIndex(list(rows), indexes={"consumers": {"id": {CONSUMER: ALICE}}}, handlers=handlers)
+        return idx.plan(ROUTE, SERVICE)
+
+    assert plan(row("probe", "p")).reads_body is False
+    assert plan(row("reader", "r", read=False), row("probe", "p")).reads_body is False
+    assert plan(row("reader", "r", read=True)).reads_body is True
+    assert plan(row("reader", "r", read=False), row("reader", "c", consumer=True, route=True,
+                                                     read=True)).reads_body is True
