@@ -183,6 +183,23 @@ def test_json_bodies() -> None:
     assert out == body and rec.completion_tokens == 2
 
 
+def test_json_usage_read_by_search_or_by_parsing() -> None:
+    """The usage of a JSON answer is read from its last member when it ends the body, else by parsing it all: both
+    ways give the same figures, and a usage member elsewhere (or a null one) is not mistaken."""
+    usage = {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}
+    first = json.dumps({"usage": usage, "model": "m", "choices": [{"message": {"content": "abcdefgh"}}]}).encode()
+    last = json.dumps({"model": "m", "choices": [{"message": {"content": "abcdefgh"}}], "usage": usage},
+                      indent=2).encode() + b"\n"
+    escaped = json.dumps({"model": "m\\x", "choices": [], "usage": usage}).encode()  # model read by parsing
+    for body in (first, last, escaped):
+        rec, _ = run(body, [7], injected=False, stream_=False)
+        assert (rec.prompt_tokens, rec.completion_tokens, rec.total_tokens, rec.estimated) == (5, 2, 7, False)
+    assert run(escaped, [], injected=False, stream_=False)[0].response_model == "m\\x"
+    null = json.dumps({"model": "m", "choices": [{"message": {"content": "abcdefgh"}}], "usage": None}).encode()
+    rec, _ = run(null, [], injected=False, stream_=False)
+    assert (rec.completion_tokens, rec.estimated) == (2, True)
+
+
 def test_large_json_keeps_head_and_tail() -> None:
     big = {"model": "emb", "data": [{"embedding": [0.125] * 1000, "index": i} for i in range(1500)],
            "usage": {"prompt_tokens": 1500, "total_tokens": 1500, "prompt_tokens_details": {"cached_tokens": 0}}}

@@ -20,6 +20,7 @@ from servegate.llm.sse import event_data, event_end, nonempty_string_at, single_
 from servegate.llm.usage import (
     Usage,
     completion_chars,
+    last_usage,
     model_in_head,
     model_of,
     parse_body,
@@ -340,6 +341,15 @@ class LLMRecord:
             if u is not None:
                 self._set_usage(u)
             return
+        # Usually read by searching: the usage object is the body's last member (only it is parsed) and the model
+        # one of its first; the whole body is parsed when either search fails (no usage reported, say).
+        u = last_usage(body)
+        if u is not None:
+            model = string_at(body, b'"model":', 0, min(len(body), _KEEP))
+            if model is not None:
+                self.response_model = model
+                self._set_usage(u)
+                return
         obj = parse_body(body)
         self.response_model = model_of(obj)
         u = usage_of(obj)

@@ -26,7 +26,11 @@ def _int(v: Any) -> int | None:
 
 def usage_of(obj: Any) -> Usage | None:
     """The `usage` of a response object (chat, completion, embeddings, or a stream chunk), None when absent."""
-    u = obj.get("usage") if isinstance(obj, dict) else None
+    return usage_from(obj.get("usage") if isinstance(obj, dict) else None)
+
+
+def usage_from(u: Any) -> Usage | None:
+    """A parsed `usage` object, None when it reports nothing."""
     if not isinstance(u, dict):
         return None
     prompt = _int(u.get("prompt_tokens"))
@@ -83,6 +87,21 @@ def usage_in_tail(tail: bytes) -> Usage | None:
         return None
     end = object_at(tail, v, len(tail))
     return usage_of({"usage": parse_body(tail[v:end])}) if end > 0 else None
+
+
+def last_usage(body: bytes) -> Usage | None:
+    """The usage of a whole JSON response whose last member is `usage` (every engine's order): only that object is
+    parsed. None when the body does not end so (the caller then parses it all)."""
+    i = body.rfind(b'"usage":')
+    if i < 0:
+        return None
+    tail = body[i + 8:].rstrip()
+    if not tail.endswith(b"}"):
+        return None
+    try:
+        return usage_from(orjson.loads(tail[:-1]))
+    except orjson.JSONDecodeError:
+        return None
 
 
 def model_in_head(head: bytes) -> str | None:

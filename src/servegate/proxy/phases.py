@@ -152,8 +152,15 @@ def _destination(ex: Exchange, ctx: Context) -> tuple[tuple[str, int, bool] | No
         host, port = ctx.upstream_target
         host_b = (f"[{host}]" if ":" in host else host).encode()
     target = prep.target
-    if ctx.upstream_path is not None:
-        target = escape(ctx.upstream_path).encode("utf-8", "surrogateescape")
+    path = ctx.upstream_path
+    if path is not None:
+        # A router plugin sends the same few paths again and again: escaped and encoded once.
+        got = _paths.get(path)
+        if got is None:
+            if len(_paths) >= _ENCODED_MAX:
+                _paths.clear()
+            got = _paths[path] = escape(path).encode("utf-8", "surrogateescape")
+        target = got
     if ctx.upstream_target is None and (prep.balancer is not None or ex.bal is not None):
         if ctx.upstream_scheme is not None:
             ex.lb_tls = 1 if tls else 0
@@ -163,6 +170,7 @@ def _destination(ex: Exchange, ctx: Context) -> tuple[tuple[str, int, bool] | No
 
 # Plugins set the same upstream headers for the same consumer on every request: keep their bytes.
 _ENCODED_MAX = 1024
+_paths: dict[str, bytes] = {}
 _encoded_cache: dict[tuple[Any, ...], tuple[list[tuple[bytes, bytes]], frozenset[bytes]]] = {}
 
 
@@ -344,12 +352,15 @@ def _llm_head(ex: Exchange, rec: LLMRecord) -> None:
     """The response head to the LLM record: status, which backend (upstream or service) and target served."""
     bal = ex.bal
     ep = ex.ep
+    backend = rec.backend  # a router plugin names the backend it chose itself
     if bal is not None and ep is not None:
-        backend = bal.name
+        if backend is None:
+            backend = bal.name
         target = ep.address
     else:
-        service = ex.service
-        backend = service.get("name") or service.get("host") if service is not None else None
+        if backend is None:
+            service = ex.service
+            backend = service.get("name") or service.get("host") if service is not None else None
         host, port, _ = ex.key
         target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     rec.head(ex.status, backend, target, ex.t_start)
