@@ -384,8 +384,12 @@ def run_log(ex: Exchange) -> Any:
         # Aborted: the client went away (499, or its connection is gone) or the stream broke mid-way.
         rec.finish(ex.status == 499 or conn.transport is None or conn.abort_after)
     ctx.response_status = ex.status
-    if ctx.collected is not None and any(h.log is not None for h, _ in ctx.collected):
-        _sizes(ex, ctx)
+    collected = ctx.collected
+    if collected is not None:
+        for h, _ in collected:
+            if h.log is not None:
+                _sizes(ex, ctx)
+                break
     try:
         pending = ex.plan.log(ctx)
         if pending is not None:

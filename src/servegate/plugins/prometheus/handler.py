@@ -22,7 +22,7 @@ from servegate.plugins.prometheus.schema import CONFIG
 
 
 class PromConf:
-    __slots__ = ("per_consumer", "status", "latency", "bandwidth", "upstream_health", "ai", "records")
+    __slots__ = ("per_consumer", "status", "latency", "bandwidth", "upstream_health", "ai", "records", "kong")
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         self.per_consumer = bool(config.get("per_consumer"))
@@ -32,7 +32,8 @@ class PromConf:
         self.upstream_health = bool(config.get("upstream_health_metrics"))
         self.ai = bool(config.get("ai_metrics"))
         # Anything to record per request (with the defaults, nothing: the instance only enables /metrics).
-        self.records = self.status or self.latency or self.bandwidth or self.ai
+        self.kong = self.status or self.latency or self.bandwidth
+        self.records = self.kong or self.ai
 
 
 def _stream_labels(rec: LLMRecord, consumer: str) -> tuple[str, ...]:
@@ -87,24 +88,25 @@ def _log(ctx: Context, conf: PromConf) -> None:
     route = ctx.route
     if route is None or not conf.records:  # as Kong: nothing is recorded for a request that matched no route
         return None
-    service = ctx.service
-    svc = (service.get("name") or service.get("host") or "") if service is not None else ""
     consumer = _consumer(ctx, conf)
-    rs = record.route_series(svc, route.get("name") or route.get("id") or "", consumer)
-    lat = ctx.latencies
-    # Kong's latencies.proxy is -1 when no upstream answered (an exit, a failed connection): that, too, says
-    # whether the response came from the service or from Kong.
-    proxied = lat is not None and lat["proxy"] >= 0
-    if conf.status:
-        key = rs.status(ctx.response_status or 0, proxied)
-        _REQUESTS[key] = _REQUESTS.get(key, 0) + 1
-    if conf.latency and lat is not None:
-        record.latencies(rs, lat, proxied)
-    if conf.bandwidth:
-        if ctx.request_size > 0:
-            _BANDWIDTH[rs.ingress] = _BANDWIDTH.get(rs.ingress, 0) + ctx.request_size
-        if ctx.response_size > 0:
-            _BANDWIDTH[rs.egress] = _BANDWIDTH.get(rs.egress, 0) + ctx.response_size
+    if conf.kong:  # the route families: not with ai_metrics alone
+        service = ctx.service
+        svc = (service.get("name") or service.get("host") or "") if service is not None else ""
+        rs = record.route_series(svc, route.get("name") or route.get("id") or "", consumer)
+        lat = ctx.latencies
+        # Kong's latencies.proxy is -1 when no upstream answered (an exit, a failed connection): that, too, says
+        # whether the response came from the service or from Kong.
+        proxied = lat is not None and lat["proxy"] >= 0
+        if conf.status:
+            key = rs.status(ctx.response_status or 0, proxied)
+            _REQUESTS[key] = _REQUESTS.get(key, 0) + 1
+        if conf.latency and lat is not None:
+            record.latencies(rs, lat, proxied)
+        if conf.bandwidth:
+            if ctx.request_size > 0:
+                _BANDWIDTH[rs.ingress] = _BANDWIDTH.get(rs.ingress, 0) + ctx.request_size
+            if ctx.response_size > 0:
+                _BANDWIDTH[rs.egress] = _BANDWIDTH.get(rs.egress, 0) + ctx.response_size
     if conf.ai:
         rec: LLMRecord | None = ctx.llm
         if rec is not None:
