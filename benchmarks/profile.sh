@@ -3,7 +3,7 @@
 # wrk -t1 -c64 on CPU 0, 8 s of load; prints RPS and the proxy's CPU per request split into user and kernel
 # time (from /proc/PID/stat). Optionally records a profile of the proxy during the load.
 #
-#   bash benchmarks/profile.sh [bare|plugins|lb[:algorithm]|llm] [spy|perf|strace]
+#   bash benchmarks/profile.sh [bare|plugins|lb[:algorithm]|llm|llm-router|llm-metrics] [spy|perf|perf-dwarf|strace]
 #   PYTHONPATH=.build/compiled bash benchmarks/profile.sh plugins perf   # the compiled build (scripts/build-compiled)
 #
 # Output lands in $OUT (default /tmp/servegate-profile): wrk.txt, spy.txt (py-spy raw), perf.data, strace.txt.
@@ -36,10 +36,13 @@ else
   admin /services -d name=bench -d url=http://127.0.0.1:$BP
 fi
 admin /services/bench/routes -d 'paths[]=/v1' -d strip_path=false -d name=r
-if [ "$MODE" = llm ]; then
-  # the harness's servegate-1w+llm: model-router (an explicit entry for the model `fake`) + prometheus ai_metrics
+# llm: the harness's servegate-1w+llm, model-router (an explicit entry for the model `fake`) + prometheus
+# ai_metrics; llm-router and llm-metrics: one of the two alone, to split the cost.
+if [ "$MODE" = llm ] || [ "$MODE" = llm-router ]; then
   admin /routes/r/plugins -H 'Content-Type: application/json' \
     -d '{"name":"model-router","config":{"backends":["bench"],"models":{"fake":["bench"]},"discovery":{"enabled":false}}}'
+fi
+if [ "$MODE" = llm ] || [ "$MODE" = llm-metrics ]; then
   admin /routes/r/plugins -H 'Content-Type: application/json' -d '{"name":"prometheus","config":{"ai_metrics":true}}'
 fi
 HDR=""
@@ -62,6 +65,10 @@ taskset -c 0 wrk -t1 -c64 -d2s -s "$OUT/post.lua" "$URL" > /dev/null  # warm-up
 case "$PROFILER" in
   spy) ("$VENV/py-spy" record -r 500 -f raw -o "$OUT/spy.txt" -p $SPID -d 8 > /dev/null 2>&1 &) ;;
   perf) (perf record -F 2000 -g -p $SPID -o "$OUT/perf.data" -- sleep 6 > /dev/null 2>&1 &) ;;
+  # call graphs through the compiled (mypyc) code, which has no frame pointers: then
+  # `perf report -i $OUT/perf.data --children -g none --sort sym | grep CPyDef` gives each function's share
+  perf-dwarf) (perf record -F 999 --call-graph dwarf,16384 -p $SPID -o "$OUT/perf.data" -- sleep 3 \
+               > /dev/null 2>&1 &) ;;
   strace) (timeout 4 strace -c -f -p $SPID -o "$OUT/strace.txt" &) ;;
 esac
 t0=$(cut -d' ' -f14,15 /proc/$SPID/stat)
