@@ -1,6 +1,6 @@
 """One proxied request: routing, plugin phases, upstream attempts (with retries), relay, endings, logging.
 
-What it does when the upstream fails mid-way or times out is in `faults`.
+What it does when the upstream fails (to connect, mid-way, or in time) is in `faults`.
 
 The fast path (pooled upstream connection, no awaiting plugin) runs synchronously inside the client
 protocol's data_received; a task exists only while a new upstream connection is being opened.
@@ -8,14 +8,12 @@ protocol's data_received; a task exists only while a new upstream connection is 
 
 from __future__ import annotations
 
-import logging
-import socket
 from random import randbytes
 from time import monotonic
 from typing import TYPE_CHECKING, Any, Final
 
 from servegate.llm.record import LLMRecord
-from servegate.proxy import errorlog, errors, faults, phases
+from servegate.proxy import errors, faults, phases
 from servegate.proxy.balancer import relay
 from servegate.proxy.headers import HeaderView, downstream_head, upstream_head
 from servegate.proxy.paths import normalize
@@ -30,10 +28,6 @@ REPLAY_LIMIT: Final = 64 * 1024
 PENDING_LIMIT: Final = 64 * 1024
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 _LAST_CHUNK: Final = b"0\r\n\r\n"
-_ERROR: Final = logging.ERROR
-_WARN: Final = logging.WARNING
-# The error log's words for what was going on (nginx's)
-_CONNECTING: Final = "while connecting to upstream"
 # Request headers the exchange looks at while it is created (every other header is skipped with one lookup).
 _SPECIAL: Final = frozenset((b"host", b"transfer-encoding", b"content-length", b"expect", b"te", b"connection"))
 
@@ -332,24 +326,9 @@ class Exchange:
             return
         self.connect_fut = None
         if exc is not None:
-            if isinstance(exc, socket.gaierror):
-                errorlog.upstream(self, _ERROR, "name resolution failed", _CONNECTING)
-                self.fail(503, "name resolution failed", by_kong=True)
-            else:
-                self.attempt_failed("connect() failed", timeout=isinstance(exc, TimeoutError), exc=exc)
+            faults.connect_failed(self, exc)
             return
         self.attach(fut.result()[1])
-
-    def attempt_failed(self, what: str, *, timeout: bool, exc: BaseException | None = None) -> None:
-        """A connect try failed: retry while tries are left, else 502/504."""
-        if self.ep is not None:
-            relay.failed(self, timeout)
-        if self.tries < self.max_tries:
-            errorlog.upstream(self, _WARN, what, _CONNECTING, exc, f" (try {self.tries} of {self.max_tries}, retrying)")
-            self.connect(fresh=True)
-        else:
-            errorlog.upstream(self, _ERROR, what, _CONNECTING, exc)
-            self.fail(504 if timeout else 502)
 
     def attach(self, up: UpstreamProtocol) -> None:
         self.up = up

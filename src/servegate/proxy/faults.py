@@ -6,6 +6,7 @@ runs on a failure, or once per sweep for each open exchange.
 from __future__ import annotations
 
 import logging
+import socket
 from typing import TYPE_CHECKING, Final
 
 from servegate.proxy import errorlog
@@ -24,11 +25,33 @@ _WARN: Final = logging.WARNING
 _READING_HEAD: Final = "while reading response header from upstream"
 _READING: Final = "while reading upstream"
 _CLOSED: Final = "upstream prematurely closed connection"
+_CONNECTING: Final = "while connecting to upstream"
 
 
 def _lost(exc: BaseException | None) -> str:
     """What the error log says of an upstream connection lost: reset (an OS error) or closed."""
     return "recv() failed" if isinstance(exc, OSError) else _CLOSED
+
+
+def connect_failed(ex: Exchange, exc: BaseException) -> None:
+    """Opening the upstream connection failed: a name that does not resolve is Kong's 503; anything else a try."""
+    if isinstance(exc, socket.gaierror):
+        errorlog.upstream(ex, _ERROR, "name resolution failed", _CONNECTING)
+        ex.fail(503, "name resolution failed", by_kong=True)
+    else:
+        attempt_failed(ex, "connect() failed", timeout=isinstance(exc, TimeoutError), exc=exc)
+
+
+def attempt_failed(ex: Exchange, what: str, *, timeout: bool, exc: BaseException | None = None) -> None:
+    """A connect try failed: retry while tries are left, else 502/504."""
+    if ex.ep is not None:
+        relay.failed(ex, timeout)
+    if ex.tries < ex.max_tries:
+        errorlog.upstream(ex, _WARN, what, _CONNECTING, exc, f" (try {ex.tries} of {ex.max_tries}, retrying)")
+        ex.connect(fresh=True)
+    else:
+        errorlog.upstream(ex, _ERROR, what, _CONNECTING, exc)
+        ex.fail(504 if timeout else 502)
 
 
 def upstream_lost(ex: Exchange, up: UpstreamProtocol, exc: BaseException | None = None) -> None:
@@ -94,7 +117,7 @@ def check(ex: Exchange, now: float) -> None:
             ex.connect_fut = None
             if fut is not None:
                 fut.cancel()
-            ex.attempt_failed("upstream timed out", timeout=True)
+            attempt_failed(ex, "upstream timed out", timeout=True)
         return
     if st == SENT or st == STREAMING:
         up = ex.up
