@@ -232,9 +232,6 @@ class Exchange:
         clen = self.clen
         return clen is None or clen.isdigit() and int(clen) <= min(cap, PENDING_LIMIT)
 
-    def redirect(self, status: int, location: str) -> None:
-        self.answer(status, b"", None, [("Location", location)])
-
     def proceed(self, set_headers: list[tuple[bytes, bytes]] | None = None,
                 drop: frozenset[bytes] | None = None, query: bytes | None = None,
                 dest: tuple[tuple[str, int, bool] | None, bytes, bytes] | None = None) -> None:

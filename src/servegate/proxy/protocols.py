@@ -26,5 +26,5 @@ def https_allowed(ex: Exchange, route: dict[str, Any]) -> bool:
                 [("Connection", "Upgrade"), ("Upgrade", "TLS/1.2, HTTP/1.1")], by_kong=True)
     else:
         host = (ex.host or b"").decode("latin-1")
-        ex.redirect(code, f"https://{host}{ex.url.decode('latin-1')}")
+        ex.answer(code, b"", None, [("Location", f"https://{host}{ex.url.decode('latin-1')}")])
     return False
