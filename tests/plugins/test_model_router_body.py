@@ -107,3 +107,22 @@ def test_a_body_too_large_to_wait_for_is_awaited_by_the_access_phase(routed: tup
         [(status, answer)] = read_responses(s, 1)
     assert status == 200 and answer["model"] == "mb"
     assert hits(b) == {"mb": 1}
+
+
+def test_expect_100_continue_is_answered_before_the_body_is_read(routed: tuple[Servegate, str, str]) -> None:
+    """A client that sends `Expect: 100-continue` (curl does for large bodies) waits for the interim answer
+    before it sends the body: a plugin that reads the body must let the proxy say 100 Continue first."""
+    sg, a, b = routed
+    with connect(sg) as s:
+        head, body = request("mb")
+        s.sendall(head.replace(b"\r\n\r\n", b"\r\nExpect: 100-continue\r\n\r\n"))
+        s.settimeout(5)
+        interim = s.recv(4096)
+        assert interim.startswith(b"HTTP/1.1 100 Continue\r\n\r\n"), interim
+        rest = interim[len(b"HTTP/1.1 100 Continue\r\n\r\n"):]
+        s.sendall(body)
+        answer = rest
+        while b"\r\n\r\n" not in answer:
+            answer += s.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    assert hits(b) == {"mb": 1}

@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 
 REPLAY_LIMIT: Final = 64 * 1024
 PENDING_LIMIT: Final = 64 * 1024
-_CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 _LAST_CHUNK: Final = b"0\r\n\r\n"
 # Request headers the exchange looks at while it is created (every other header is skipped with one lookup).
 _SPECIAL: Final = frozenset((b"host", b"transfer-encoding", b"content-length", b"expect", b"te", b"connection"))
@@ -281,7 +280,7 @@ class Exchange:
             set_headers=set_headers, drop=drop, has_connection=self.has_connection,
         )
         if self.expect and not self.req_done and conn.transport is not None:
-            conn.transport.write(_CONTINUE)
+            conn.transport.write(phases.CONTINUE)
         self.t_connect = monotonic()
         self.connect()
 

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 # Kong's request-size-limiting answer, for a body a plugin reads that is over client_body_buffer_size.
 TOO_LARGE: Final = "Request size limit exceeded"
+CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 def run_access(ex: Exchange, plan: Any) -> bool:
@@ -205,9 +206,15 @@ async def read_body(ex: Exchange) -> bytes:
         copy = ex.body_copy
         if copy is not None and sum(map(len, copy)) > cap:
             raise Exit(413, TOO_LARGE)
-        fut = ex.conn.server.loop.create_future()
+        conn = ex.conn
+        if ex.expect and conn.transport is not None:
+            # The client holds the body back until it is asked for it (nginx answers 100 when a module reads the
+            # body); asked once: proceed() will not say it again.
+            ex.expect = False
+            conn.transport.write(CONTINUE)
+        fut = conn.server.loop.create_future()
         ex.body_waiter = fut
-        ex.conn.resume_reading_for(2)
+        conn.resume_reading_for(2)
         await fut
     body = b"".join(ex.body_copy or ())
     if len(body) > cap:
