@@ -345,7 +345,7 @@ class LLMRecord:
         # one of its first; the whole body is parsed when either search fails (no usage reported, say).
         u = last_usage(body)
         if u is not None:
-            model = string_at(body, b'"model":', 0, min(len(body), _KEEP))
+            model = model_in_head(body)
             if model is not None:
                 self.response_model = model
                 self._set_usage(u)

@@ -306,8 +306,10 @@ class PluginIndex:
             )
             if h.body_filter is not None:
                 body_filter = True
-            if any(b.handler.reads_body_with(b.conf) for b in ([best[1]] if best is not None else [])
-                   + [b for _, b in consumers.values()]):
+            applying = [b for _, b in consumers.values()]
+            if best is not None:
+                applying.append(best[1])
+            if any(b.handler.reads_body_with(b.conf) for b in applying):
                 reads_body = True
             chosen.append((-self._priority[name], name, slot))
         if not chosen:

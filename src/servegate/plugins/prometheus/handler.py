@@ -125,7 +125,6 @@ class Prometheus(Plugin):
     PRIORITY = 13
     VERSION = KONG_VERSION
     config_schema = CONFIG
-    reads_body = True  # with ai_metrics only (reads_body_with)
     admin_api = (ApiEndpoint("GET", "/metrics", metrics_endpoint),)
     status_api = (ApiEndpoint("GET", "/metrics", metrics_endpoint),)
 
@@ -134,7 +133,7 @@ class Prometheus(Plugin):
         return PromConf(config if isinstance(config, Mapping) else {})
 
     def reads_body_with(self, conf: PromConf) -> bool:  # type: ignore[override]
-        return conf.ai
+        return conf.ai  # the access phase reads the body only to track an LLM request
 
     def access(self, ctx: Context, conf: PromConf) -> Awaitable[None] | None:  # type: ignore[override]
         return _access(ctx, conf)
