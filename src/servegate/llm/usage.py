@@ -95,15 +95,30 @@ def last_usage(body: bytes) -> Usage | None:
     i = body.rfind(b'"usage":')
     if i < 0:
         return None
-    tail = body[i + 8:].rstrip()
-    if not tail.endswith(b"}"):
+    end = len(body) - 1  # the body's own closing brace: between the two, the usage object only
+    while end > i:
+        c = body[end]
+        if c != 32 and c != 10 and c != 13 and c != 9:  # JSON's white space
+            break
+        end -= 1
+    if end <= i or body[end] != 125:  # }
         return None
     try:
-        return usage_from(orjson.loads(tail[:-1]))
+        return usage_from(orjson.loads(body[i + 8 : end]))
     except orjson.JSONDecodeError:
         return None
 
 
 def model_in_head(head: bytes) -> str | None:
-    """The response's `model` from the head of a JSON body too large to keep whole."""
-    return string_at(head, b'"model":', 0, len(head))
+    """The response's `model` from the start of a JSON body: its first `"model"` key, the top-level one, which
+    every engine writes before the choices. (The key's pattern cannot match inside a JSON string, where quotes
+    are escaped.)"""
+    i = head.find(b'"model":"')  # compact JSON, as every engine writes it: one search
+    if i < 0:
+        return string_at(head, b'"model":', 0, len(head))
+    v = i + 9
+    end = head.find(b'"', v)
+    if end < 0:
+        return None
+    name = head[v:end].decode("utf-8", "replace")
+    return None if "\\" in name else name  # (bytes' `in` costs a caught TypeError per call on 3.11)

@@ -92,9 +92,9 @@ class Context:
         "request_id", "consumer", "credential",
         "upstream_headers", "upstream_query", "upstream_body", "response_headers",
         "response_status", "downstream_headers", "shared", "collected", "upstream_preset",
-        "upstream_target", "upstream_scheme", "upstream_path", "request_size", "response_size", "latencies",
+        "upstream_target", "upstream_scheme", "upstream_path", "_request_size", "_response_size", "_latencies",
         "upstream_name", "upstream_timeouts", "upstream_retries", "_query", "_body", "_read_body", "_json",
-        "_config", "llm", "log_source", "response_raw",
+        "_config", "llm", "_log_source", "response_raw", "_log_figures",
     )
 
     def __init__(
@@ -147,21 +147,68 @@ class Context:
         # What the configuration holds now (the snapshot holder: `.current.index(entity, field)`), for lookups
         # such as set_upstream's; None outside a proxy.
         self._config = config
-        # Filled for the log phase only.
-        self.request_size = 0
-        self.response_size = 0
-        self.latencies: dict[str, int] | None = None
+        # The log phase's figures (request_size, response_size, latencies, log_source): the proxy leaves here how
+        # to compute them, (function, exchange, end time), and they are computed on first read; most log hooks
+        # (prometheus with ai_metrics alone, model-router) read none of them.
+        self._log_figures: tuple[Callable[[Any, Context, float], None], Any, float] | None = None
+        self._request_size = 0
+        self._response_size = 0
+        self._latencies: dict[str, int] | None = None
         # The request's servegate.llm.LLMRecord once an LLM-aware plugin called servegate.llm.track(ctx): the
         # proxy then feeds it the response (usage, timings) for the log phase.
         self.llm: LLMRecord | None = None
-        # Set by the proxy for log hooks only, read by serialize(): (request target as received, server port,
-        # upstream (host, port) or None, upstream target path, upstream query), and the upstream's response head.
-        self.log_source: tuple[Any, ...] | None = None
+        # For log hooks only, read by serialize(): log_source (request target as received, server port, upstream
+        # (host, port) or None, upstream target path, upstream query), and the upstream's response head.
+        self._log_source: tuple[Any, ...] | None = None
         self.response_raw: list[tuple[bytes, bytes]] | None = None
         self._json: Any = _UNPARSED
         self._query: dict[str, QueryValue] | None = None
         self._body = body
         self._read_body = read_body
+
+    # -- log phase figures, computed on first read ----------------------------------------------------
+    def _figures(self) -> None:
+        figures = self._log_figures
+        if figures is not None:
+            self._log_figures = None
+            fill, source, now = figures
+            fill(source, self, now)
+
+    @property
+    def request_size(self) -> int:
+        self._figures()
+        return self._request_size
+
+    @request_size.setter
+    def request_size(self, value: int) -> None:
+        self._request_size = value
+
+    @property
+    def response_size(self) -> int:
+        self._figures()
+        return self._response_size
+
+    @response_size.setter
+    def response_size(self, value: int) -> None:
+        self._response_size = value
+
+    @property
+    def latencies(self) -> dict[str, int] | None:
+        self._figures()
+        return self._latencies
+
+    @latencies.setter
+    def latencies(self, value: dict[str, int] | None) -> None:
+        self._latencies = value
+
+    @property
+    def log_source(self) -> tuple[Any, ...] | None:
+        self._figures()
+        return self._log_source
+
+    @log_source.setter
+    def log_source(self, value: tuple[Any, ...] | None) -> None:
+        self._log_source = value
 
     def serialize(self) -> dict[str, Any]:
         """kong.log.serialize(): the request as log plugins see it (Kong's field names; credentials redacted),

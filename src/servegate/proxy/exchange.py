@@ -583,7 +583,7 @@ class Exchange:
         now = monotonic()
         llm = None
         if self.plan is not None:
-            llm = phases.run_log(self)
+            llm = phases.run_log(self, now)
             # The Context's body reader refers back to this exchange: break the cycle so that refcounting
             # frees both (no cyclic GC work per plugin request).
             self.ctx = None

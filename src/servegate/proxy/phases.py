@@ -8,7 +8,6 @@ the request onto one task, otherwise everything stays inline. What the hooks rec
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from time import monotonic
 from typing import TYPE_CHECKING, Any, Final
 
 from servegate.llm.record import LLMRecord
@@ -368,9 +367,18 @@ def _llm_head(ex: Exchange, rec: LLMRecord) -> None:
         if backend is None:
             service = ex.service
             backend = service.get("name") or service.get("host") if service is not None else None
-        host, port, _ = ex.key
-        target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        key = ex.key
+        target = _targets.get(key)
+        if target is None:
+            if len(_targets) >= _ENCODED_MAX:
+                _targets.clear()
+            host, port, _ = key
+            target = _targets[key] = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     rec.head(ex.status, backend, target, ex.t_start)
+
+
+# The "ip:port" text of each upstream key a tracked request went to.
+_targets: dict[tuple[str, int, bool], str] = {}
 
 
 def response_headers(ex: Exchange) -> list[tuple[str, str]] | None:
@@ -379,8 +387,9 @@ def response_headers(ex: Exchange) -> list[tuple[str, str]] | None:
 
 
 # --- log: after the last byte ---------------------------------------------------------------------------------
-def run_log(ex: Exchange) -> Any:
-    """The log phase; returns the request's LLM record (None when no plugin tracked it) for the access log."""
+def run_log(ex: Exchange, now: float) -> Any:
+    """The log phase (`now`: the exchange's end); returns the request's LLM record (None when no plugin tracked
+    it) for the access log."""
     ctx = ex.ctx
     if ctx is None:
         return None
@@ -391,12 +400,8 @@ def run_log(ex: Exchange) -> Any:
         # Aborted: the client went away (499, or its connection is gone) or the stream broke mid-way.
         rec.finish(ex.status == 499 or conn.transport is None or conn.abort_after)
     ctx.response_status = ex.status
-    collected = ctx.collected
-    if collected is not None:
-        for h, _ in collected:
-            if h.log is not None:
-                _sizes(ex, ctx)
-                break
+    # Sizes and latencies, computed only if a log hook reads them.
+    ctx._log_figures = (_sizes, ex, now)
     try:
         pending = ex.plan.log(ctx)
         if pending is not None:
@@ -406,7 +411,7 @@ def run_log(ex: Exchange) -> Any:
     return rec
 
 
-def _sizes(ex: Exchange, ctx: Context) -> None:
+def _sizes(ex: Exchange, ctx: Context, now: float) -> None:
     """Kong's request.size, response.size and latencies (ms) for the log hooks, computed only for them."""
     # The request head as received: request line, header lines, blank line.
     size = len(ex.method) + len(ex.url) + 12 + 2 + ex.head_size
@@ -416,7 +421,6 @@ def _sizes(ex: Exchange, ctx: Context) -> None:
         size += int(ex.clen) if ex.clen.isdigit() else 0
     ctx.request_size = size
     ctx.response_size = ex.bytes_sent
-    now = monotonic()
     total = int((now - ex.t_start) * 1000)
     # Kong's -1 when no upstream response head came (an exit, a failed connection).
     proxy = int((ex.t_head - ex.t_connect) * 1000) if ex.t_head else -1
