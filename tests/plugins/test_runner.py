@@ -219,7 +219,7 @@ async def test_plugins_after_an_exit_still_log(asynchronous: bool) -> None:
     e = await run_access(plan, c)
     assert e is not None and e.status == 401
     assert c.shared is None  # no access hook after the exit ran
-    assert [h.name for h, _ in c.collected or ()] == ["late"]
+    assert [b.handler.name for b in c.collected or ()] == ["late"]
     assert plan.log(c) is None and c.shared == {"logged": "L"}
 
 
@@ -247,7 +247,7 @@ async def test_body_filters_only_in_plans_that_have_one() -> None:
     c = ctx()
     await run_access(plan, c)
     filters = plan.body_filters(c)
-    assert filters is not None and [h.name for h, _ in filters] == ["upper"]
+    assert filters is not None and [b.handler.name for b in filters] == ["upper"]
     assert run_body_filters(c, filters, b"abc", False) == b"ABC"
     assert run_body_filters(c, filters, b"", True) == b"<eof>"
     # access-only plugins (key-auth, rate-limiting) collect nothing for the later phases

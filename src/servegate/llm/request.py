@@ -6,14 +6,14 @@ Works on the body as parsed once by `Context.json_body()` (a dict); nothing here
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 # Path tails (after the last `/v1`-style prefix) and the operation names OpenTelemetry's GenAI conventions and
 # Kong use for them.
-_OPERATIONS = (("/chat/completions", "chat"), ("/completions", "text_completion"), ("/embeddings", "embeddings"))
+_OPERATIONS: Final = (("/chat/completions", "chat"), ("/completions", "text_completion"), ("/embeddings", "embeddings"))
 
 
-_OPERATION_OF: dict[str, str] = {}
+_OPERATION_OF: Final[dict[str, str]] = {}
 
 
 def operation_of(path: str) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
+from typing import TYPE_CHECKING, Any, ClassVar, Final, NoReturn
 from urllib.parse import quote, unquote_plus
 
 import orjson
@@ -18,8 +18,9 @@ from mypy_extensions import mypyc_attr
 from servegate.plugins.serialize import serialize_context
 from servegate.schema.fields import Field
 
-if TYPE_CHECKING:  # servegate.llm imports this module (track)
+if TYPE_CHECKING:  # servegate.llm (track) and servegate.plugins.runner import this module
     from servegate.llm.record import LLMRecord
+    from servegate.plugins.runner import Bound
 
 # kong.response.error's message for a status when the caller gave none (kong-compat §5.5).
 DEFAULT_MESSAGES: dict[int, str] = {
@@ -42,7 +43,7 @@ DEFAULT_MESSAGES: dict[int, str] = {
 QueryValue = str | bool | list[str | bool]
 HookResult = Awaitable[None] | None
 # Context._json before json_body() has parsed the body.
-_UNPARSED: Any = object()
+_UNPARSED: Final[Any] = object()
 
 
 class Exit(Exception):  # noqa: N818 - a control-flow signal, not an error
@@ -135,8 +136,8 @@ class Context:
         self.downstream_headers: Any = None
         # kong.ctx.shared: plugins exchanging state within one request.
         self.shared: dict[str, Any] | None = None
-        # (handler, conf) pairs the plan collected in access for header_filter/log.
-        self.collected: list[tuple[Plugin, Any]] | None = None
+        # The instances (servegate.plugins.runner.Bound) the plan collected in access for the later phases.
+        self.collected: list[Bound] | None = None
         # Upstream choice made in access (None: the service's).
         self.upstream_target: tuple[str, int] | None = None
         self.upstream_scheme: str | None = None

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from servegate.plugins.base import Context, HookResult, Lookups, Plugin
@@ -50,9 +50,10 @@ def _rank(has_route: bool, has_service: bool, has_consumer: bool) -> int:
 
 
 class Bound:
-    """One plugin instance ready to run: its handler, compiled conf and protocol filter."""
+    """One plugin instance ready to run: its handler, compiled conf and protocol filter, and its phase hooks
+    (the handler's bound methods, or None), looked up once here rather than on every request."""
 
-    __slots__ = ("handler", "conf", "protocols", "plugin_id")
+    __slots__ = ("handler", "conf", "protocols", "plugin_id", "access", "header_filter", "body_filter", "log")
 
     def __init__(self, handler: Plugin, conf: Any, protocols: frozenset[str] | None, plugin_id: str) -> None:
         self.handler = handler
@@ -60,6 +61,10 @@ class Bound:
         # None when the instance runs for any HTTP scheme (no per-request check needed).
         self.protocols = protocols
         self.plugin_id = plugin_id
+        self.access: Callable[..., HookResult] | None = handler.access
+        self.header_filter: Callable[..., HookResult] | None = handler.header_filter
+        self.body_filter: Callable[..., bytes | None] | None = handler.body_filter
+        self.log: Callable[..., HookResult] | None = handler.log
 
 
 class _Slot:
@@ -109,8 +114,8 @@ class Plan:
             if slot.later:
                 if ctx.collected is None:
                     ctx.collected = []
-                ctx.collected.append((b.handler, b.conf))
-            hook = b.handler.access
+                ctx.collected.append(b)
+            hook = b.access
             if hook is None:
                 continue
             try:
@@ -146,7 +151,7 @@ class Plan:
                 continue
             if ctx.collected is None:
                 ctx.collected = []
-            ctx.collected.append((b.handler, b.conf))
+            ctx.collected.append(b)
 
     def header_filter(self, ctx: Context, headers: Any, status: int | None = None) -> Awaitable[None] | None:
         """Run header_filter hooks of the plugins collected in access; `headers` is the proxy's
@@ -156,49 +161,62 @@ class Plan:
         ctx.downstream_headers = headers
         if status is not None:
             ctx.response_status = status
-        return _run_phase(ctx, ctx.collected, "header_filter", 0)
+        return _run_header_filters(ctx, ctx.collected, 0)
 
-    def body_filters(self, ctx: Context) -> list[tuple[Plugin, Any]] | None:
-        """The (handler, conf) pairs whose body_filter runs on this response (None: the body is relayed
-        untouched)."""
+    def body_filters(self, ctx: Context) -> list[Bound] | None:
+        """The instances whose body_filter runs on this response (None: the body is relayed untouched)."""
         if not self.has_body_filter or ctx.collected is None:
             return None
-        return [(h, c) for h, c in ctx.collected if h.body_filter is not None] or None
+        return [b for b in ctx.collected if b.body_filter is not None] or None
 
     def log(self, ctx: Context) -> Awaitable[None] | None:
         if ctx.collected is None:
             return None
-        return _run_phase(ctx, ctx.collected, "log", 0)
+        return _run_logs(ctx, ctx.collected, 0)
 
 
-def run_body_filters(ctx: Context, filters: list[tuple[Plugin, Any]], chunk: bytes, eof: bool) -> bytes:
+def run_body_filters(ctx: Context, filters: list[Bound], chunk: bytes, eof: bool) -> bytes:
     """One body chunk (or end of stream, chunk b"") through every body_filter in order: each sees what the
     previous one emitted."""
-    for handler, conf in filters:
-        hook = handler.body_filter
+    for b in filters:
+        hook = b.body_filter
         if hook is not None:
-            out = hook(ctx, conf, chunk, eof)
+            out = hook(ctx, b.conf, chunk, eof)
             if out is not None:
                 chunk = out
     return chunk
 
 
-def _run_phase(ctx: Context, items: list[tuple[Plugin, Any]], phase: str, start: int) -> Awaitable[None] | None:
+# The header_filter and log phases: every collected hook in order; from the first that returns an awaitable on,
+# the rest run on a task after it.
+def _run_header_filters(ctx: Context, items: list[Bound], start: int) -> Awaitable[None] | None:
     for i in range(start, len(items)):
-        handler, conf = items[i]
-        hook = getattr(handler, phase)
+        b = items[i]
+        hook = b.header_filter
         if hook is None:
             continue
-        r: HookResult = hook(ctx, conf)
+        r: HookResult = hook(ctx, b.conf)
         if r is not None:
-            return _await_phase(ctx, items, phase, r, i + 1)
+            return _await_phase(ctx, items, r, i + 1, _run_header_filters)
     return None
 
 
-async def _await_phase(ctx: Context, items: list[tuple[Plugin, Any]], phase: str,
-                       pending: Awaitable[None], nxt: int) -> None:
+def _run_logs(ctx: Context, items: list[Bound], start: int) -> Awaitable[None] | None:
+    for i in range(start, len(items)):
+        b = items[i]
+        hook = b.log
+        if hook is None:
+            continue
+        r: HookResult = hook(ctx, b.conf)
+        if r is not None:
+            return _await_phase(ctx, items, r, i + 1, _run_logs)
+    return None
+
+
+async def _await_phase(ctx: Context, items: list[Bound], pending: Awaitable[None], nxt: int,
+                       rest_of: Callable[[Context, list[Bound], int], Awaitable[None] | None]) -> None:
     await pending
-    rest = _run_phase(ctx, items, phase, nxt)
+    rest = rest_of(ctx, items, nxt)
     if rest is not None:
         await rest
 

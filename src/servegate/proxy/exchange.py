@@ -13,6 +13,7 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any, Final
 
 from servegate.llm.record import LLMRecord
+from servegate.plugins.runner import Plan
 from servegate.proxy import errors, faults, phases
 from servegate.proxy.balancer import relay
 from servegate.proxy.headers import HeaderView, downstream_head, upstream_head
@@ -95,7 +96,7 @@ class Exchange:
             elif lname == b"expect":
                 self.expect = value.strip().lower() == b"100-continue"
             elif lname == b"te":
-                self.te_trailers = b"trailers" in value.lower()
+                self.te_trailers = value.lower().find(b"trailers") >= 0
             else:
                 self.has_connection = True
         if conn.trusted:
@@ -120,7 +121,7 @@ class Exchange:
         self.decode_body = False
         self.close_after = False
         self.is_head = method == b"HEAD"
-        self.plan: Any = None
+        self.plan: Plan | None = None
         self.ctx: Any = None
         self.match: Any = None
         self.prep: Any = None
@@ -269,8 +270,11 @@ class Exchange:
         fhost = (self.host or b"").lower()
         if fhost.startswith(b"["):
             fhost = fhost[: fhost.find(b"]") + 1]
-        elif b":" in fhost:
-            fhost = fhost.split(b":", 1)[0]
+        else:
+            # find, not `in`: bytes' `in` tries the operand as an int first and pays a raised TypeError (3.11)
+            colon = fhost.find(b":")
+            if colon >= 0:
+                fhost = fhost[:colon]
         self.head = upstream_head(
             self.method, target, host, self.headers,
             client_ip=self.client_ip, trusted=conn.trusted, scheme=conn.scheme, fwd_host=fhost,

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from servegate.llm.record import LLMRecord
 from servegate.plugins.base import Context, Exit
-from servegate.plugins.runner import run_body_filters
+from servegate.plugins.runner import Plan, run_body_filters
 from servegate.proxy.errorlog import log_exception
 from servegate.proxy.headers import REQ_SKIP, HeaderView
 from servegate.proxy.paths import escape
@@ -28,7 +28,7 @@ TOO_LARGE: Final = "Request size limit exceeded"
 CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
-def run_access(ex: Exchange, plan: Any) -> bool:
+def run_access(ex: Exchange, plan: Plan) -> bool:
     """Run the access phase of `plan` (the route's plugin plan). True when this module took over the exchange
     (it then calls proceed/fail)."""
     route = ex.match.route
@@ -169,9 +169,9 @@ def _destination(ex: Exchange, ctx: Context) -> tuple[tuple[str, int, bool] | No
 
 
 # Plugins set the same upstream headers for the same consumer on every request: keep their bytes.
-_ENCODED_MAX = 1024
-_paths: dict[str, bytes] = {}
-_encoded_cache: dict[tuple[Any, ...], tuple[list[tuple[bytes, bytes]], frozenset[bytes]]] = {}
+_ENCODED_MAX: Final = 1024
+_paths: Final[dict[str, bytes]] = {}
+_encoded_cache: Final[dict[tuple[Any, ...], tuple[list[tuple[bytes, bytes]], frozenset[bytes]]]] = {}
 
 
 def _encoded(upstream_headers: dict[str, tuple[str, str | None]]
@@ -255,11 +255,13 @@ def response_head(ex: Exchange, up: UpstreamProtocol) -> bytes | None:
     ctx.response_status = ex.status
     ctx.response_raw = headers  # for serialize(): a reference, decoded only if a log hook asks
     view: ResponseHeaders | None = None
-    if any(h.header_filter is not None for h, _ in collected):
+    if any(b.header_filter is not None for b in collected):
         # Only a plugin with a header_filter hook sees the upstream headers: decode them just then.
         view = ResponseHeaders(headers)
         try:
-            pending = ex.plan.header_filter(ctx, view, ex.status)
+            plan = ex.plan
+            assert plan is not None  # a Context is made only for a plan
+            pending = plan.header_filter(ctx, view, ex.status)
         except Exception as e:
             log_exception("plugin header_filter phase failed", e)
             pending = None
@@ -294,7 +296,9 @@ def _head_after_filter(ex: Exchange, up: UpstreamProtocol, view: ResponseHeaders
         extra = (extra or b"") + ex.lb_cookie
     reframe = False
     status = ex.status
-    filters = ex.plan.body_filters(ctx)
+    plan = ex.plan
+    assert plan is not None  # a Context is made only for a plan
+    filters = plan.body_filters(ctx)
     rec = ctx.llm
     has_body = not ex.is_head and status >= 200 and status not in (204, 304)
     if rec is not None and has_body and status < 300 and filters is None and not rec.injected:
@@ -378,7 +382,7 @@ def _llm_head(ex: Exchange, rec: LLMRecord) -> None:
 
 
 # The "ip:port" text of each upstream key a tracked request went to.
-_targets: dict[tuple[str, int, bool], str] = {}
+_targets: Final[dict[tuple[str, int, bool], str]] = {}
 
 
 def response_headers(ex: Exchange) -> list[tuple[str, str]] | None:
@@ -402,8 +406,10 @@ def run_log(ex: Exchange, now: float) -> Any:
     ctx.response_status = ex.status
     # Sizes and latencies, computed only if a log hook reads them.
     ctx._log_figures = (_sizes, ex, now)
+    plan = ex.plan
+    assert plan is not None  # a Context is made only for a plan
     try:
-        pending = ex.plan.log(ctx)
+        pending = plan.log(ctx)
         if pending is not None:
             ex.conn.server.loop.create_task(_quiet(pending, "log"))
     except Exception as e:

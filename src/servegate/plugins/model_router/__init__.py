@@ -20,7 +20,7 @@ import asyncio
 import itertools
 import logging
 from collections.abc import Awaitable, Mapping
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -36,13 +36,13 @@ from servegate.plugins.model_router.schema import CONFIG
 
 log = logging.getLogger("servegate.plugins.model-router")
 
-SHARED_KEY = "model-router"
-ENDED = "model-router ended"  # set by the log phase: an access phase still waiting must not count the request
+SHARED_KEY: Final = "model-router"
+ENDED: Final = "model-router ended"  # set by the log phase: an access phase still waiting must not count the request
 # Requests in flight per backend name in this worker, from access to log (survives configuration changes).
-OUTSTANDING: dict[str, int] = {}
-_turn = itertools.count()
-_MODELS = "/v1/models"
-_BODILESS = ("GET", "HEAD", "DELETE")
+OUTSTANDING: Final[dict[str, int]] = {}
+_turn: Final = itertools.count()
+_MODELS: Final = "/v1/models"
+_BODILESS: Final = ("GET", "HEAD", "DELETE")
 
 
 def openai_error(message: str, code: str | None, param: str | None = "model",

@@ -8,7 +8,7 @@ request's LLM exchange (servegate.llm.track: usage, first and last token times) 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Mapping
-from typing import Any
+from typing import Any, Final
 
 from servegate import KONG_VERSION
 from servegate.llm.record import LLMRecord
@@ -81,7 +81,7 @@ def _track(ctx: Context, conf: PromConf) -> None:
 
 def _started(rec: LLMRecord, ctx: Context, conf: PromConf) -> None:
     if rec.stream and not rec.finished:
-        store.LIVE[rec] = _consumer(ctx, conf)
+        _LIVE[rec] = _consumer(ctx, conf)
 
 
 def _log(ctx: Context, conf: PromConf) -> None:
@@ -110,14 +110,16 @@ def _log(ctx: Context, conf: PromConf) -> None:
     if conf.ai:
         rec: LLMRecord | None = ctx.llm
         if rec is not None:
-            store.LIVE.pop(rec, None)
+            _LIVE.pop(rec, None)
             record.llm(rec, consumer, ctx.response_status or rec.status)
-    store.VALUES.changes += 1
+    _VALUES.changes += 1
     return None
 
 
-_REQUESTS = record.REQUESTS
-_BANDWIDTH = record.BANDWIDTH
+_REQUESTS: Final = record.REQUESTS
+_BANDWIDTH: Final = record.BANDWIDTH
+_LIVE: Final = store.LIVE
+_VALUES: Final = store.VALUES
 
 
 class Prometheus(Plugin):

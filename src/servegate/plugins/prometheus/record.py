@@ -10,20 +10,20 @@ series combination, as the values themselves do.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from servegate.llm.record import LLMRecord
 from servegate.plugins.prometheus import families as fam
 from servegate.plugins.prometheus.store import VALUES, Series
 
-WORKSPACE = "default"  # servegate has one workspace, Kong's default
+WORKSPACE: Final = "default"  # servegate has one workspace, Kong's default
 
-_S = VALUES.series
-REQUESTS = _S[fam.HTTP_REQUESTS.name]
-BANDWIDTH = _S[fam.BANDWIDTH.name]
-AI_REQUESTS = _S[fam.AI_REQUESTS.name]
-AI_TOKENS = _S[fam.AI_TOKENS.name]
-ABORTS = _S[fam.CLIENT_ABORTS.name]
+_S: Final = VALUES.series
+REQUESTS: Final = _S[fam.HTTP_REQUESTS.name]
+BANDWIDTH: Final = _S[fam.BANDWIDTH.name]
+AI_REQUESTS: Final = _S[fam.AI_REQUESTS.name]
+AI_TOKENS: Final = _S[fam.AI_TOKENS.name]
+ABORTS: Final = _S[fam.CLIENT_ABORTS.name]
 
 Cell = list[Any]
 
@@ -73,10 +73,10 @@ class RouteSeries:
         return key
 
 
-ROUTES: dict[tuple[str, str, str], RouteSeries] = {}
-_REQ_B = fam.REQUEST_LATENCY.buckets
-_UP_B = fam.UPSTREAM_LATENCY.buckets
-_KONG_B = fam.KONG_LATENCY.buckets
+ROUTES: Final[dict[tuple[str, str, str], RouteSeries]] = {}
+_REQ_B: Final = fam.REQUEST_LATENCY.buckets
+_UP_B: Final = fam.UPSTREAM_LATENCY.buckets
+_KONG_B: Final = fam.KONG_LATENCY.buckets
 
 
 def route_series(svc: str, route: str, consumer: str) -> RouteSeries:
@@ -164,12 +164,12 @@ def split_target(target: str | None) -> tuple[str, str]:
     return (host.strip("[]"), port) if host else (target, "")
 
 
-LLM: dict[tuple[Any, ...], LLMSeries] = {}
-_AI_B = fam.AI_LATENCY.buckets
-_TOKEN_B = fam.TOKEN_USAGE.buckets
-_DURATION_B = fam.REQUEST_DURATION.buckets
-_TTFT_B = fam.TTFT.buckets
-_TPOT_B = fam.TPOT.buckets
+LLM: Final[dict[tuple[Any, ...], LLMSeries]] = {}
+_AI_B: Final = fam.AI_LATENCY.buckets
+_TOKEN_B: Final = fam.TOKEN_USAGE.buckets
+_DURATION_B: Final = fam.REQUEST_DURATION.buckets
+_TTFT_B: Final = fam.TTFT.buckets
+_TPOT_B: Final = fam.TPOT.buckets
 
 
 def llm(rec: LLMRecord, consumer: str, status: int) -> None:
