@@ -3,11 +3,13 @@ completion estimate from a response's text when a backend reports none."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
 from servegate.llm.sse import object_at, string_at, value_at
+
+_loads: Final = orjson.loads  # bound once: compiled, a module attribute is looked up on every use
 
 
 class Usage:
@@ -104,7 +106,7 @@ def last_usage(body: bytes) -> Usage | None:
     if end <= i or body[end] != 125:  # }
         return None
     try:
-        return usage_from(orjson.loads(body[i + 8 : end]))
+        return usage_from(_loads(body[i + 8 : end]))
     except orjson.JSONDecodeError:
         return None
 

@@ -44,6 +44,7 @@ QueryValue = str | bool | list[str | bool]
 HookResult = Awaitable[None] | None
 # Context._json before json_body() has parsed the body.
 _UNPARSED: Final[Any] = object()
+_loads: Final = orjson.loads  # bound once: compiled, a module attribute is looked up on every use
 
 
 class Exit(Exception):  # noqa: N818 - a control-flow signal, not an error
@@ -263,7 +264,7 @@ class Context:
         if j is _UNPARSED:
             raw = self.body_now()
             try:
-                j = orjson.loads(raw) if raw else None
+                j = _loads(raw) if raw else None
             except orjson.JSONDecodeError:
                 j = None
             self._json = j

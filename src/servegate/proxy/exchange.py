@@ -13,12 +13,15 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any, Final
 
 from servegate.llm.record import LLMRecord
+from servegate.plugins.base import Context
 from servegate.plugins.runner import Plan
 from servegate.proxy import errors, faults, phases
 from servegate.proxy.balancer import relay
 from servegate.proxy.headers import HeaderView, downstream_head, upstream_head
 from servegate.proxy.paths import normalize
+from servegate.proxy.prep import Prep
 from servegate.proxy.protocols import https_allowed
+from servegate.proxy.router import Match
 from servegate.proxy.states import CONNECTING, DONE, NEW, SENT, STREAMING
 from servegate.proxy.upstream import UpstreamProtocol
 
@@ -122,10 +125,10 @@ class Exchange:
         self.close_after = False
         self.is_head = method == b"HEAD"
         self.plan: Plan | None = None
-        self.ctx: Any = None
-        self.match: Any = None
-        self.prep: Any = None
-        self.service: Any = None
+        self.ctx: Context | None = None
+        self.match: Match | None = None
+        self.prep: Prep | None = None
+        self.service: dict[str, Any] | None = None
         self.close_delimited = False
         self.resp_started = False
         self.path = ""
@@ -243,7 +246,9 @@ class Exchange:
             return
         conn = self.conn
         prep = self.prep
-        if dest is None or dest[0] is None:
+        assert prep is not None  # set with the match
+        dkey = dest[0] if dest is not None else None
+        if dkey is None:
             bal = self.bal if self.bal is not None else prep.balancer  # a plugin's set_upstream, else the service's
             if bal is None:
                 self.key = prep.key
@@ -256,8 +261,9 @@ class Exchange:
                 host = self.host if prep.preserve_host and self.host is not None else relay.host_header(self)
             target = prep.target if dest is None else dest[2]
         else:
-            key, host, target = dest
-            self.key = key
+            assert dest is not None
+            self.key = dkey
+            host, target = dest[1], dest[2]
         target = target + (self.query if query is None else query)
         if self.chunked:
             framing = b"Transfer-Encoding: chunked\r\n"
@@ -413,7 +419,8 @@ class Exchange:
             up.last_read = monotonic()
         elif self.deferred:
             self.deferred = False
-            plan = self.prep.plan
+            prep = self.prep
+            plan = prep.plan if prep is not None else None
             if plan is None or not phases.run_access(self, plan):
                 self.proceed()
 

@@ -31,7 +31,9 @@ CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 def run_access(ex: Exchange, plan: Plan) -> bool:
     """Run the access phase of `plan` (the route's plugin plan). True when this module took over the exchange
     (it then calls proceed/fail)."""
-    route = ex.match.route
+    match = ex.match
+    assert match is not None  # a plan comes with a matched route
+    route = match.route
     service = ex.service
     ex.plan = plan
     ex.state = ACCESS
@@ -39,7 +41,7 @@ def run_access(ex: Exchange, plan: Plan) -> bool:
     copy = ex.body_copy
     if copy is None:
         ex.body_copy = []
-    elif ex.req_done and sum(map(len, copy)) <= ex.conn.server.body_cap:
+    elif ex.req_done and _total(copy) <= ex.conn.server.body_cap:
         # The whole body is here (an access phase deferred for it, or a pipelined request): plugins get it at
         # hand (Context.body_ready), so they need not await it.
         body = copy[0] if len(copy) == 1 else b"".join(copy)
@@ -134,7 +136,9 @@ def _continue(ex: Exchange, ctx: Context) -> None:
         ex.connect_timeout, ex.write_timeout, ex.read_timeout = connect / 1000.0, write / 1000.0, read / 1000.0
     if ctx.upstream_retries is not None:
         ex.max_tries = 1 + ctx.upstream_retries
-    if not ex.prep.body_key:
+    prep = ex.prep
+    assert prep is not None  # set with the match, before any phase
+    if not prep.body_key:
         ex.body_copy = None
     ex.proceed(set_headers, drop, query, dest)
 
@@ -143,6 +147,7 @@ def _destination(ex: Exchange, ctx: Context) -> tuple[tuple[str, int, bool] | No
     """(upstream key, Host, target path) after set_target / set_scheme / set_path; the key is None when the
     service is balanced over an upstream and no plugin set a target (the balancer picks one)."""
     prep = ex.prep
+    assert prep is not None  # set with the match, before any phase
     host, port, tls = prep.key
     host_b = ex.host if prep.preserve_host and ex.host is not None else prep.host
     if ctx.upstream_scheme is not None:
@@ -203,7 +208,7 @@ async def read_body(ex: Exchange) -> bytes:
         raise Exit(413, TOO_LARGE)
     if not ex.req_done:
         copy = ex.body_copy
-        if copy is not None and sum(map(len, copy)) > cap:
+        if copy is not None and _total(copy) > cap:
             raise Exit(413, TOO_LARGE)
         conn = ex.conn
         if ex.expect and conn.transport is not None:
@@ -221,9 +226,16 @@ async def read_body(ex: Exchange) -> bytes:
     return body
 
 
+def _total(parts: list[bytes]) -> int:
+    n = 0
+    for p in parts:
+        n += len(p)
+    return n
+
+
 def body_over_cap(ex: Exchange, copy: list[bytes]) -> bool:
     """While a plugin waits for the body: past the cap, stop copying and end the wait with a 413."""
-    if sum(map(len, copy)) <= ex.conn.server.body_cap:
+    if _total(copy) <= ex.conn.server.body_cap:
         return False
     waiter = ex.body_waiter
     ex.body_waiter = None
@@ -289,6 +301,7 @@ async def _finish_head(ex: Exchange, up: UpstreamProtocol, view: ResponseHeaders
 def _head_after_filter(ex: Exchange, up: UpstreamProtocol, view: ResponseHeaders | None,
                        headers: list[tuple[bytes, bytes]]) -> bytes:
     ctx = ex.ctx
+    assert ctx is not None  # only for a request that ran plugins
     if view is not None and view.changed:
         headers = view.raw(headers)
     extra = _added(ctx)
@@ -433,7 +446,9 @@ def _sizes(ex: Exchange, ctx: Context, now: float) -> None:
     kong = int((ex.t_connect - ex.t_start) * 1000) if ex.t_connect else total
     ctx.latencies = {"request": total, "proxy": proxy, "kong": kong}
     # What serialize() needs from the exchange, as it is (decoded only if a log hook calls serialize()).
-    ctx.log_source = (ex.url, ex.conn.port, ex.key if ex.t_connect else None, ex.prep.target, ex.query)
+    prep = ex.prep
+    ctx.log_source = (ex.url, ex.conn.port, ex.key if ex.t_connect else None,
+                      prep.target if prep is not None else b"", ex.query)
 
 
 async def _quiet(pending: Awaitable[None], phase: str) -> None:

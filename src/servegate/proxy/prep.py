@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from servegate.plugins.runner import Plan
 from servegate.proxy.paths import escape
 
 CACHE_MAX: Final = 4096
@@ -40,7 +41,7 @@ class Prep:
         # Whether https_allowed() has anything to check for this route.
         self.https_only = bool(protocols) and "http" not in protocols and "https" in protocols
         # The plugin phase plan of this route and service (None: no plugin applies).
-        self.plan = plugins.plan(route.get("id"), service.get("id")) if plugins else None
+        self.plan: Plan | None = plugins.plan(route.get("id"), service.get("id")) if plugins else None
         # The upstream the service's host names (servegate.proxy.balancer), None for a plain host.
         self.balancer = balancer
         self.body_key = balancer is not None and balancer.needs_body

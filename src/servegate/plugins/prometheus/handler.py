@@ -110,16 +110,17 @@ def _log(ctx: Context, conf: PromConf) -> None:
     if conf.ai:
         rec: LLMRecord | None = ctx.llm
         if rec is not None:
-            _LIVE.pop(rec, None)
+            if rec.stream:  # only streams are watched while in flight
+                _LIVE.pop(rec, None)
             record.llm(rec, consumer, ctx.response_status or rec.status)
-    _VALUES.changes += 1
+    _CHANGES[0] += 1
     return None
 
 
 _REQUESTS: Final = record.REQUESTS
 _BANDWIDTH: Final = record.BANDWIDTH
 _LIVE: Final = store.LIVE
-_VALUES: Final = store.VALUES
+_CHANGES: Final[list[int]] = store.VALUES.changes
 
 
 class Prometheus(Plugin):

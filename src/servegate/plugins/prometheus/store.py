@@ -42,8 +42,9 @@ class Values:
 
     def __init__(self) -> None:
         self.series: dict[str, Series] = {f.name: {} for f in WORKER_FAMILIES}
-        # Bumped by every log call: a flush with nothing new writes nothing.
-        self.changes = 0
+        # changes[0] is bumped by every log call: a flush with nothing new writes nothing. (A list cell: the
+        # compiled log phase adds to it without a Python attribute write.)
+        self.changes = [0]
 
 
 VALUES = Values()
@@ -132,13 +133,13 @@ def flush(force: bool = False) -> None:
     file = Local.file
     if file is None:
         return
-    if not force and file.written == VALUES.changes and not LIVE:
+    if not force and file.written == VALUES.changes[0] and not LIVE:
         return
     if Local.sync is not None:
         Local.sync()
     series = dict(VALUES.series)
     series[STREAMS_IN_FLIGHT.name] = in_flight(Local.labels_of)
-    file.written = VALUES.changes
+    file.written = VALUES.changes[0]
     file.write(series)
 
 

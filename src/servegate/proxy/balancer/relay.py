@@ -112,7 +112,7 @@ def repick(ex: Exchange) -> bool:
     ex.ep = ep
     ex.key = ep.keys[1 if _tls(ex) else 0]
     if old is not None and ep is not old and ex.head and not bal.host_header and not (
-            ex.prep.preserve_host and ex.host is not None):
+            ex.prep is not None and ex.prep.preserve_host and ex.host is not None):
         # Kong sets the Host of a retry to its new target too (the head is kept for the retry).
         was = b" HTTP/1.1\r\nHost: " + _host_of(old, _tls(ex)) + b"\r\n"
         ex.head = ex.head.replace(was, b" HTTP/1.1\r\nHost: " + _host_of(ep, _tls(ex)) + b"\r\n", 1)
@@ -169,7 +169,10 @@ def host_header(ex: Exchange) -> bytes:
 def _tls(ex: Exchange) -> bool:
     """Whether this balanced request goes over TLS: a plugin's set_scheme, else the service's protocol."""
     forced = ex.lb_tls
-    return bool(ex.prep.key[2]) if forced < 0 else forced == 1
+    if forced >= 0:
+        return forced == 1
+    prep = ex.prep
+    return prep is not None and prep.key[2]
 
 
 def _host_of(ep: Any, tls: bool) -> bytes:
