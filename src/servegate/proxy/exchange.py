@@ -17,7 +17,7 @@ from servegate.plugins.base import Context
 from servegate.plugins.runner import Plan
 from servegate.proxy import errors, faults, phases
 from servegate.proxy.balancer import relay
-from servegate.proxy.headers import HeaderView, downstream_head, upstream_head
+from servegate.proxy.headers import HeaderView, downstream_head, forwarded_host, upstream_head
 from servegate.proxy.paths import normalize
 from servegate.proxy.prep import Prep
 from servegate.proxy.protocols import https_allowed
@@ -273,17 +273,9 @@ class Exchange:
             framing = b"Content-Length: 0\r\n"
         else:
             framing = b""
-        fhost = (self.host or b"").lower()
-        if fhost.startswith(b"["):
-            fhost = fhost[: fhost.find(b"]") + 1]
-        else:
-            # find, not `in`: bytes' `in` tries the operand as an int first and pays a raised TypeError (3.11)
-            colon = fhost.find(b":")
-            if colon >= 0:
-                fhost = fhost[:colon]
         self.head = upstream_head(
             self.method, target, host, self.headers,
-            client_ip=self.client_ip, trusted=conn.trusted, scheme=conn.scheme, fwd_host=fhost,
+            client_ip=self.client_ip, trusted=conn.trusted, scheme=conn.scheme, fwd_host=forwarded_host(self.host),
             fwd_port=conn.port_b, fwd_path=self.raw_path,
             fwd_prefix=prep.fwd_prefix,
             request_id=self.request_id, framing=framing, client_te_trailers=self.te_trailers,

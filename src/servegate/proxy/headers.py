@@ -80,6 +80,16 @@ class TrustedIps:
         return hit
 
 
+def forwarded_host(host: bytes | None) -> bytes:
+    """X-Forwarded-Host: the client's Host without its port, lower-cased ([v6] kept whole)."""
+    h = (host or b"").lower()
+    if h.startswith(b"["):
+        return h[: h.find(b"]") + 1]
+    # find, not `in`: on 3.11 bytes' `in` first tries its operand as an int and raises and clears a TypeError
+    colon = h.find(b":")
+    return h[:colon] if colon >= 0 else h
+
+
 def upstream_head(
     method: bytes,
     target: bytes,
