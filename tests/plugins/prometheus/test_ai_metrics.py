@@ -35,9 +35,9 @@ def backend() -> Iterator[str]:
 def gateway(tmp_path: Path, backend: str) -> Iterator[Any]:
     started: list[Servegate] = []
 
-    def start(workers: int = 1, config: dict[str, Any] | None = None) -> Servegate:
+    def start(workers: int = 1, config: dict[str, Any] | None = None, env: dict[str, str] | None = None) -> Servegate:
         sg = Servegate(workers=workers, prefix=str(tmp_path / f"node{len(started)}"),
-                       extra_env={"SERVEGATE_PROXY_ACCESS_LOG": "off"})
+                       extra_env={"SERVEGATE_PROXY_ACCESS_LOG": "off", **(env or {})})
         started.append(sg)
         sg.start()
         add_route(sg, backend)
@@ -206,3 +206,18 @@ def test_only_requests_naming_a_model_are_llm_requests(gateway: Any) -> None:
     assert got.value("gen_ai_client_token_usage_count", gen_ai_operation_name="embeddings",
                      gen_ai_token_type="input") == 1
     assert not got.samples("gen_ai_client_token_usage_count", gen_ai_token_type="output")  # embeddings: none
+
+
+def test_a_body_over_the_buffer_is_relayed_untracked(gateway: Any) -> None:
+    # ai_metrics reads a request's body to track it; one over client_body_buffer_size is relayed as it came, never
+    # refused: turning metrics on must not change what clients get
+    sg = gateway(config={"ai_metrics": True, "status_code_metrics": True},
+                 env={"SERVEGATE_CLIENT_BODY_BUFFER_SIZE": "1k"})
+    client = _client(sg)
+    big = client.chat.completions.create(model="big", messages=[{"role": "user", "content": "x" * 4096}],
+                                         max_tokens=3)
+    assert big.choices[0].message.content
+    assert client.chat.completions.create(model="small", messages=PROMPT, max_tokens=3).choices
+    got = wait_scrape(sg.admin_url, lambda s: s.value("kong_http_requests_total", code="200") == 2)
+    assert got.value("kong_ai_llm_requests_total", ai_model="small") == 1
+    assert got.value("kong_ai_llm_requests_total", ai_model="big") == 0

@@ -15,7 +15,7 @@ from servegate.llm.record import LLMRecord
 from servegate.llm.track import track_now
 from servegate.plugins import register
 from servegate.plugins.api import ApiEndpoint
-from servegate.plugins.base import Context, Lookups, Plugin
+from servegate.plugins.base import Context, Exit, Lookups, Plugin
 from servegate.plugins.prometheus import record, store
 from servegate.plugins.prometheus.exporter import metrics_endpoint
 from servegate.plugins.prometheus.schema import CONFIG
@@ -66,7 +66,12 @@ def _access(ctx: Context, conf: PromConf) -> Awaitable[None] | None:
 
 
 async def _track_after_body(ctx: Context, conf: PromConf) -> None:
-    await ctx.body()
+    try:
+        await ctx.body()
+    except Exit:
+        # Over client_body_buffer_size: relayed as it came, untracked. (A metrics plugin never answers a request;
+        # model-router, which must read the model, answers this one with Kong's 413.)
+        return
     _track(ctx, conf)
 
 
