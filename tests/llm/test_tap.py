@@ -251,3 +251,22 @@ def test_observed_stream_ending_inside_an_event() -> None:
     rec.feed(b'data: {"choices":[{"delta":{"content":"late"}}]}', False)
     rec.finish(True)
     assert rec.events == 4 and rec.aborted and rec.estimated and rec.completion_tokens == 4
+
+
+def test_an_error_event_after_the_200_head_flags_the_request() -> None:
+    # llm-protocol.md §1.7: vLLM, SGLang, TGI and llama.cpp report a failure mid-stream as `data: {"error": ...}`
+    # (then [DONE]); llama.cpp before Sep 2025 as an `error:` field; Ollama writes a bare {"error": "..."}
+    sent, _ = stream(usage=False, done=False)
+    for tail in (ev({"error": {"message": "boom", "type": "BadRequestError", "param": None, "code": 400}})
+                 + ev(b"[DONE]"),
+                 b'error: {"code":500,"message":"boom","type":"server_error"}\n\n' + ev(b"[DONE]"),
+                 b'{"error":"boom"}'):
+        rec, out = run(sent + tail, [len(sent) + 5])
+        assert out == sent + tail  # relayed as it came: the client sees the error itself
+        assert rec.error == "stream_error" and rec.events == 3
+    for clean in (stream()[0], stream(usage=False)[0] + ev({**chunk("t"), "error": None})):
+        rec, _ = run(clean, [7])
+        assert rec.error is None  # no error event; `"error": null` is none
+    # the word inside generated text is no error
+    rec, _ = run(stream(usage=False)[0].replace(b'"t1"', b'"\\"error\\": x"'), [])
+    assert rec.error is None and rec.events == 3

@@ -45,6 +45,10 @@ _KEEP: Final = 64 << 10
 _CHAT_KEYS: Final = (b'"content":', b'"reasoning_content":', b'"reasoning":', b'"arguments":')
 _TEXT_KEYS: Final = (b'"text":',)
 _USAGE: Final = b'"usage":'
+_ERROR: Final = b'"error":'
+# `error` of a stream whose backend reported an error in an event after its 200 head (vLLM, SGLang, TGI, llama.cpp
+# send `data: {"error": {...}}`): the request failed although its status says otherwise.
+STREAM_ERROR: Final = "stream_error"
 
 
 class LLMRecord:
@@ -60,7 +64,7 @@ class LLMRecord:
         "operation", "request_model", "response_model", "stream", "usage_requested", "injected", "continuous",
         "prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "estimated",
         "t_start", "t_first", "t_last", "t_end", "events", "backend", "target", "provider", "plugin_id",
-        "status", "aborted", "done", "finished",
+        "status", "aborted", "done", "finished", "error",
         "_mode", "_buf", "_keys", "_want_model", "_request", "_parts", "_size", "_head",
     )
 
@@ -94,6 +98,8 @@ class LLMRecord:
         # The stream ended with `data: [DONE]`.
         self.done = False
         self.finished = False
+        # STREAM_ERROR when an event of the stream was an error object; else None.
+        self.error: str | None = None
         self._mode = _NEW
         self._buf = b""
         self._keys = _TEXT_KEYS if operation == "text_completion" else _CHAT_KEYS
@@ -273,6 +279,9 @@ class LLMRecord:
                 return 0
             payload = event_data(data[s:e])
             if payload is None:
+                # No data line: llama.cpp's old `error: {...}` field, or Ollama's bare {"error": "..."} after its 200.
+                if data.startswith(b"error:", s) or value_at(data, _ERROR, s, e) >= 0:
+                    self.error = STREAM_ERROR
                 return 0
             data = payload
             p, q = 0, len(payload)
@@ -292,6 +301,10 @@ class LLMRecord:
                 return 1
         v = value_at(data, _USAGE, p, q)
         if v < 0 or data[v] == 110:  # "usage": null on an ordinary chunk
+            # Not content, no usage: an error object? (The key's pattern cannot match inside a JSON string.)
+            err = value_at(data, _ERROR, p, q)
+            if err >= 0 and data[err] != 110:  # "error": null is no error
+                self.error = STREAM_ERROR
             return 0
         return self._usage_event(data, p, q)
 

@@ -57,6 +57,8 @@ def llm_fields(rec: Any) -> dict[str, Any]:
         out["estimated"] = True
     if rec.aborted:
         out["aborted"] = True
+    if rec.error is not None:
+        out["error"] = rec.error
     return out
 
 

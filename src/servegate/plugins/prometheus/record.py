@@ -188,12 +188,12 @@ def llm(rec: LLMRecord, consumer: str, status: int) -> None:
             if c is None:
                 c = s.ai_latency = cell(fam.AI_LATENCY, s.ai)
             add(c, _AI_B, duration * 1000.0)
-        if status < 400 and not rec.aborted:
+        if status < 400 and not rec.aborted and rec.error is None:
             c = s.ok_cell
             if c is None:
                 c = s.ok_cell = s.duration_cell("")
         else:
-            c = s.duration_cell(str(status) if status >= 400 else "client_abort")
+            c = s.duration_cell(str(status) if status >= 400 else rec.error or "client_abort")
         add(c, _DURATION_B, duration)
     prompt, completion, total = rec.prompt_tokens, rec.completion_tokens, rec.total_tokens
     estimated = rec.estimated
