@@ -161,7 +161,7 @@ class Plan:
         ctx.downstream_headers = headers
         if status is not None:
             ctx.response_status = status
-        return _run_header_filters(ctx, ctx.collected, 0)
+        return _run_phase(ctx, ctx.collected, False, 0)
 
     def body_filters(self, ctx: Context) -> list[Bound] | None:
         """The instances whose body_filter runs on this response (None: the body is relayed untouched)."""
@@ -172,7 +172,7 @@ class Plan:
     def log(self, ctx: Context) -> Awaitable[None] | None:
         if ctx.collected is None:
             return None
-        return _run_logs(ctx, ctx.collected, 0)
+        return _run_phase(ctx, ctx.collected, True, 0)
 
 
 def run_body_filters(ctx: Context, filters: list[Bound], chunk: bytes, eof: bool) -> bytes:
@@ -189,34 +189,21 @@ def run_body_filters(ctx: Context, filters: list[Bound], chunk: bytes, eof: bool
 
 # The header_filter and log phases: every collected hook in order; from the first that returns an awaitable on,
 # the rest run on a task after it.
-def _run_header_filters(ctx: Context, items: list[Bound], start: int) -> Awaitable[None] | None:
+def _run_phase(ctx: Context, items: list[Bound], log: bool, start: int) -> Awaitable[None] | None:
     for i in range(start, len(items)):
         b = items[i]
-        hook = b.header_filter
+        hook = b.log if log else b.header_filter
         if hook is None:
             continue
         r: HookResult = hook(ctx, b.conf)
         if r is not None:
-            return _await_phase(ctx, items, r, i + 1, _run_header_filters)
+            return _await_phase(ctx, items, log, r, i + 1)
     return None
 
 
-def _run_logs(ctx: Context, items: list[Bound], start: int) -> Awaitable[None] | None:
-    for i in range(start, len(items)):
-        b = items[i]
-        hook = b.log
-        if hook is None:
-            continue
-        r: HookResult = hook(ctx, b.conf)
-        if r is not None:
-            return _await_phase(ctx, items, r, i + 1, _run_logs)
-    return None
-
-
-async def _await_phase(ctx: Context, items: list[Bound], pending: Awaitable[None], nxt: int,
-                       rest_of: Callable[[Context, list[Bound], int], Awaitable[None] | None]) -> None:
+async def _await_phase(ctx: Context, items: list[Bound], log: bool, pending: Awaitable[None], nxt: int) -> None:
     await pending
-    rest = rest_of(ctx, items, nxt)
+    rest = _run_phase(ctx, items, log, nxt)
     if rest is not None:
         await rest
 

@@ -149,6 +149,19 @@ class LLMSeries:
             got = self.usage[(token_type, estimated)] = cell(fam.TOKEN_USAGE, labels)
         return got
 
+    def token_cell(self, output: bool, estimated: bool) -> Cell:
+        """The token usage cell of input or output tokens; reported counts' cells kept at hand (the usual case)."""
+        if estimated:
+            return self.usage_cell("output" if output else "input", True)
+        c = self.output_cell if output else self.input_cell
+        if c is None:
+            c = self.usage_cell("output" if output else "input", False)
+            if output:
+                self.output_cell = c
+            else:
+                self.input_cell = c
+        return c
+
     def duration_cell(self, error: str) -> Cell:
         got = self.duration.get(error)
         if got is None:
@@ -198,23 +211,11 @@ def llm(rec: LLMRecord, consumer: str, status: int) -> None:
     prompt, completion, total = rec.prompt_tokens, rec.completion_tokens, rec.total_tokens
     estimated = rec.estimated
     if prompt is not None:
-        if estimated:
-            c = s.usage_cell("input", True)
-        else:
-            c = s.input_cell
-            if c is None:
-                c = s.input_cell = s.usage_cell("input", False)
-        add(c, _TOKEN_B, prompt)
+        add(s.token_cell(False, estimated), _TOKEN_B, prompt)
         if prompt > 0:
             s.prompt += prompt
     if completion is not None and rec.operation != "embeddings":  # an embedding has input tokens only
-        if estimated:
-            c = s.usage_cell("output", True)
-        else:
-            c = s.output_cell
-            if c is None:
-                c = s.output_cell = s.usage_cell("output", False)
-        add(c, _TOKEN_B, completion)
+        add(s.token_cell(True, estimated), _TOKEN_B, completion)
         if completion > 0:
             s.completion += completion
     if total:
