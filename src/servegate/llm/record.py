@@ -12,7 +12,7 @@ model, when a plain string search does not find it) and for the usage event.
 
 from __future__ import annotations
 
-from time import monotonic
+import time
 from typing import Any, Final
 
 from servegate.llm.request import estimate_prompt_tokens
@@ -27,6 +27,8 @@ from servegate.llm.usage import (
     usage_in_tail,
     usage_of,
 )
+
+monotonic: Final = time.monotonic  # bound once: compiled, an imported name is a dict lookup per call
 
 # What the body turned out to be (decided on its first bytes).
 _NEW: Final = 0

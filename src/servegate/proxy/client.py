@@ -14,7 +14,7 @@ LINGER_MAX_BYTES have been dropped; then it closes.
 from __future__ import annotations
 
 import asyncio
-from time import monotonic
+import time
 from typing import TYPE_CHECKING, Any, Final
 
 import httptools
@@ -22,6 +22,8 @@ import httptools
 from servegate.proxy import errors, faults
 from servegate.proxy.errorlog import log_exception
 from servegate.proxy.exchange import DONE, Exchange
+
+monotonic: Final = time.monotonic  # bound once: compiled, an imported name is a dict lookup per call
 
 if TYPE_CHECKING:
     from servegate.proxy.server import ProxyServer

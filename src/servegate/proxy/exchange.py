@@ -8,8 +8,8 @@ protocol's data_received; a task exists only while a new upstream connection is 
 
 from __future__ import annotations
 
+import time
 from random import randbytes
-from time import monotonic
 from typing import TYPE_CHECKING, Any, Final
 
 from servegate.llm.record import LLMRecord
@@ -24,6 +24,8 @@ from servegate.proxy.protocols import https_allowed
 from servegate.proxy.router import Match
 from servegate.proxy.states import CONNECTING, DONE, NEW, SENT, STREAMING
 from servegate.proxy.upstream import UpstreamProtocol
+
+monotonic: Final = time.monotonic  # bound once: compiled, an imported name is a dict lookup per call
 
 if TYPE_CHECKING:
     from servegate.proxy.client import ClientProtocol

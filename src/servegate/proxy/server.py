@@ -6,7 +6,7 @@ import asyncio
 import gc
 import logging
 import socket
-from time import monotonic
+import time
 from typing import Any, Final
 
 from servegate.proxy.accesslog import AccessLog
@@ -16,6 +16,8 @@ from servegate.proxy.errorlog import loop_exception
 from servegate.proxy.headers import TrustedIps
 from servegate.proxy.prep import PrepCache
 from servegate.proxy.upstream import UpstreamPool
+
+monotonic: Final = time.monotonic  # bound once: compiled, an imported name is a dict lookup per call
 
 # One coarse timer per worker replaces per-request and per-chunk timers (timeouts are checked at this period).
 SWEEP_INTERVAL_S = 0.1
