@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from servegate.proxy.exchange import Exchange
 
 NO_PEER: Final = "failure to get a peer from the ring-balancer"
+NAME_FAILED: Final = "name resolution failed"
 EWMA_DECAY: Final = 0.3
 
 
@@ -61,11 +62,19 @@ def first_pick(ex: Exchange, again: Any) -> bool:
             ex.conn.server.loop.create_task(_after_dns(ex, balancers, again))
             return False
         ex.bal = None
-        ex.fail(503, NO_PEER, by_kong=True)
+        # Names that resolved to nothing (their first resolution ended before this request came): Kong's answer for
+        # them, as a request that waited for that resolution gets (_after_dns).
+        ex.fail(503, NAME_FAILED if _unresolved(bal) else NO_PEER, by_kong=True)
         return False
     ex.ep = ep
     ex.key = ep.keys[1 if _tls(ex) else 0]
     return True
+
+
+def _unresolved(bal: Balancer) -> bool:
+    """No endpoint because the targets' names resolved to nothing (not because targets are missing or weightless)."""
+    names = bal.names()
+    return not bal.endpoints and bool(names) and not any(bal.resolved.get(n) for n in names)
 
 
 async def _after_body(ex: Exchange, again: Any) -> None:
@@ -88,7 +97,7 @@ async def _after_dns(ex: Exchange, balancers: Any, again: Any) -> None:
         return
     if not bal.endpoints:
         ex.bal = None
-        ex.fail(503, "name resolution failed", by_kong=True)
+        ex.fail(503, NAME_FAILED, by_kong=True)
         return
     again()
 
