@@ -249,8 +249,9 @@ class Exchange:
         conn = self.conn
         prep = self.prep
         assert prep is not None  # set with the match
-        dkey = dest[0] if dest is not None else None
-        if dkey is None:
+        if dest is not None and dest[0] is not None:
+            self.key, host, target = dest[0], dest[1], dest[2]
+        else:
             bal = self.bal if self.bal is not None else prep.balancer  # a plugin's set_upstream, else the service's
             if bal is None:
                 self.key = prep.key
@@ -262,10 +263,6 @@ class Exchange:
                         return
                 host = self.host if prep.preserve_host and self.host is not None else relay.host_header(self)
             target = prep.target if dest is None else dest[2]
-        else:
-            assert dest is not None
-            self.key = dkey
-            host, target = dest[1], dest[2]
         target = target + (self.query if query is None else query)
         if self.chunked:
             framing = b"Transfer-Encoding: chunked\r\n"
@@ -413,8 +410,7 @@ class Exchange:
             up.last_read = monotonic()
         elif self.deferred:
             self.deferred = False
-            prep = self.prep
-            plan = prep.plan if prep is not None else None
+            plan = self.prep.plan if self.prep is not None else None
             if plan is None or not phases.run_access(self, plan):
                 self.proceed()
 
@@ -502,11 +498,9 @@ class Exchange:
     # -- endings -------------------------------------------------------------------------------------------
     def fail(self, status: int, message: str | None = None, headers: list[tuple[str, str]] | None = None,
              *, by_kong: bool = False) -> None:
-        """Answer with a gateway-generated response.
-
-        `by_kong`: Kong's own kong.response.error (router, plugins): body type from Accept, else JSON. Otherwise
-        nginx error pages: Accept, else the request Content-Type, else `error_default_type`.
-        """
+        """Answer with a gateway-generated response. `by_kong`: Kong's own kong.response.error (router, plugins):
+        body type from Accept, else JSON. Otherwise nginx error pages: Accept, else the request Content-Type, else
+        `error_default_type`."""
         if self.state == DONE:
             return
         settings = self.conn.server.settings
