@@ -18,6 +18,7 @@ from servegate.proxy.headers import REQ_SKIP, HeaderView
 from servegate.proxy.paths import escape
 from servegate.proxy.resp_headers import ResponseHeaders
 from servegate.proxy.states import ACCESS, DONE
+from servegate.schema.upstreams import address_key
 
 if TYPE_CHECKING:
     from servegate.proxy.exchange import Exchange
@@ -227,6 +228,7 @@ async def read_body(ex: Exchange) -> bytes:
 
 
 def _total(parts: list[bytes]) -> int:
+    # sum(map(len, parts)), without the two builtin lookups and calls it costs compiled
     n = 0
     for p in parts:
         n += len(p)
@@ -389,8 +391,7 @@ def _llm_head(ex: Exchange, rec: LLMRecord) -> None:
         if target is None:
             if len(_targets) >= _ENCODED_MAX:
                 _targets.clear()
-            host, port, _ = key
-            target = _targets[key] = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            target = _targets[key] = address_key(key[0], key[1])
     rec.head(ex.status, backend, target, ex.t_start)
 
 

@@ -116,7 +116,7 @@ class LLMSeries:
     series share one Kong AI counter, whose labels are only provider and model)."""
 
     __slots__ = ("ai", "tokens", "genai", "aborts", "ai_latency", "usage", "duration", "ttft", "tpot",
-                 "requests", "prompt", "completion", "total", "aborted", "ok_cell", "input_cell", "output_cell")
+                 "requests", "prompt", "completion", "total", "aborted", "ok_cell")
 
     def __init__(self, op: str, provider: str, model: str, response_model: str, target: str | None,
                  consumer: str) -> None:
@@ -130,37 +130,24 @@ class LLMSeries:
         self.ai_latency: Cell | None = None
         self.ttft: Cell | None = None
         self.tpot: Cell | None = None
-        self.usage: dict[tuple[str, bool], Cell] = {}  # (token type, estimated) -> cell
+        # token usage cells: input, input estimated, output, output estimated (an index, not a label tuple per use)
+        self.usage: list[Cell | None] = [None, None, None, None]
         self.duration: dict[str, Cell] = {}  # error type -> cell
         self.ok_cell: Cell | None = None  # the duration cell of requests without an error
-        # the token usage cells of reported (not estimated) counts, the usual case
-        self.input_cell: Cell | None = None
-        self.output_cell: Cell | None = None
         self.requests = 0
         self.prompt = 0
         self.completion = 0
         self.total = 0
         self.aborted = 0
 
-    def usage_cell(self, token_type: str, estimated: bool) -> Cell:
-        got = self.usage.get((token_type, estimated))
-        if got is None:
-            labels = (*self.genai, token_type, "true" if estimated else "false")
-            got = self.usage[(token_type, estimated)] = cell(fam.TOKEN_USAGE, labels)
-        return got
-
     def token_cell(self, output: bool, estimated: bool) -> Cell:
-        """The token usage cell of input or output tokens; reported counts' cells kept at hand (the usual case)."""
-        if estimated:
-            return self.usage_cell("output" if output else "input", True)
-        c = self.output_cell if output else self.input_cell
-        if c is None:
-            c = self.usage_cell("output" if output else "input", False)
-            if output:
-                self.output_cell = c
-            else:
-                self.input_cell = c
-        return c
+        """The token usage cell of input or output tokens, reported or estimated (made on first use)."""
+        i = (2 if output else 0) + (1 if estimated else 0)
+        got = self.usage[i]
+        if got is None:
+            labels = (*self.genai, "output" if output else "input", "true" if estimated else "false")
+            got = self.usage[i] = cell(fam.TOKEN_USAGE, labels)
+        return got
 
     def duration_cell(self, error: str) -> Cell:
         got = self.duration.get(error)
