@@ -36,8 +36,8 @@ def _lost(exc: BaseException | None) -> str:
 def connect_failed(ex: Exchange, exc: BaseException) -> None:
     """Opening the upstream connection failed: a name that does not resolve is Kong's 503; anything else a try."""
     if isinstance(exc, socket.gaierror):
-        errorlog.upstream(ex, _ERROR, relay.NAME_FAILED, _CONNECTING)
-        ex.fail(503, relay.NAME_FAILED, by_kong=True)
+        errorlog.upstream(ex, _ERROR, "name resolution failed", _CONNECTING)
+        ex.fail(503, "name resolution failed", by_kong=True)
     else:
         attempt_failed(ex, "connect() failed", timeout=isinstance(exc, TimeoutError), exc=exc)
 
